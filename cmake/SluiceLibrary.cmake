@@ -1,0 +1,27 @@
+# sluice_library(NAME <target> DIRS <dir>... [DEPS <target>...])
+# A static library of every .cpp under the given folders (not recursive into tests), whose
+# public include root holds a link to each folder and nothing else: a header of a higher
+# layer is simply not on the path.
+function(sluice_library)
+  cmake_parse_arguments(ARG "" "NAME" "DIRS;DEPS;EXTRA_SOURCES" ${ARGN})
+  set(root ${CMAKE_BINARY_DIR}/include_roots/${ARG_NAME})
+  set(sources ${ARG_EXTRA_SOURCES})
+  foreach(dir ${ARG_DIRS})
+    get_filename_component(parent ${root}/${dir} DIRECTORY)
+    file(MAKE_DIRECTORY ${parent})
+    if(NOT EXISTS ${root}/${dir})
+      file(CREATE_LINK ${CMAKE_SOURCE_DIR}/${dir} ${root}/${dir} SYMBOLIC)
+    endif()
+    file(GLOB dir_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${dir}/*.cpp)
+    list(APPEND sources ${dir_sources})
+  endforeach()
+  if(sources)
+    add_library(${ARG_NAME} STATIC ${sources})
+    target_include_directories(${ARG_NAME} PUBLIC ${root})
+    target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+  else()  # header-only so far
+    add_library(${ARG_NAME} INTERFACE)
+    target_include_directories(${ARG_NAME} INTERFACE ${root})
+    target_link_libraries(${ARG_NAME} INTERFACE ${ARG_DEPS})
+  endif()
+endfunction()

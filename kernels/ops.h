@@ -1,0 +1,135 @@
+#pragma once
+// The op table: every operation the models need, as one struct of function pointers per
+// backend (CPU here; CUDA in kernels/cuda). Model code calls ops only through an OpTable,
+// so the same model runs on every backend. Each op's arguments are a struct of Tensor views;
+// the op writes only `out` (or the tensor named in-place). Shapes use [rows, ...] with the
+// last dimension contiguous unless a stride is stated.
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace sluice::kernels {
+
+// out[t, :] = table[ids[t], :] * scale.
+// table [V, H] f32|bf16|f16; ids [T] i32 (host memory on CPU); out [T, H] f32.
+// Every id must be in [0, V); callers validate ids before they reach a kernel.
+struct EmbeddingArgs {
+  Tensor out, table, ids;
+  float scale = 1.0f;
+};
+
+// Row-wise RMS norm over the last dimension D, computed in f32:
+//   out = in * rsqrt(mean(in^2) + eps) * w,  with w = (1 + weight) when one_plus_weight
+//   (Gemma 3's HF form), w = weight otherwise (Gemma 4, and Gemma 3 GGUFs, which store w+1),
+//   and w = 1 when weight is undefined (Gemma 4's V-norm).
+// in, out [R, D] f32 (may alias); weight [D] f32 or undefined.
+struct RmsNormArgs {
+  Tensor out, in, weight;
+  float eps = 1e-6f;
+  bool one_plus_weight = false;
+};
+
+// residual += rms_norm(in; weight): Gemma's post-norm followed by the residual add.
+// residual, in [R, D] f32; weight [D] f32.
+struct AddRmsNormArgs {
+  Tensor residual, in, weight;
+  float eps = 1e-6f;
+  bool one_plus_weight = false;
+};
+
+// out = a * w^T  (a Linear with HF weight w [N, K]).
+// a [M, K] f32 (row stride may exceed K); w [N, K] f32|bf16|f16 contiguous; out [M, N] f32.
+struct MatmulArgs {
+  Tensor out, a, w;
+};
+
+// Rotary embedding, rotate-half pairing, in place on x [T, num_heads, head_dim] f32.
+// For i in [0, num_pairs): dims (i, i + pair_offset) rotate by angle
+//   positions[t] * freq_scale * theta^(-2i / freq_dim).
+// Dims outside those pairs pass through. Full RoPE: num_pairs = pair_offset = head_dim/2,
+// freq_dim = head_dim. Gemma 4 "proportional" global RoPE: head_dim 512, num_pairs 64,
+// pair_offset 256, freq_dim 512. Classic partial RoPE over the first r dims: num_pairs =
+// pair_offset = r/2, freq_dim = r. positions [T] i32 host.
+struct RopeArgs {
+  Tensor x, positions;
+  float theta = 10000.0f;
+  float freq_scale = 1.0f;
+  int num_pairs = 0;
+  int pair_offset = 0;
+  int freq_dim = 0;
+};
+
+// Causal attention of T query tokens of one sequence over its cached keys and values.
+// q [T, nq, d] f32; k, v [S, nkv, d] f32 (key j is at position j); q_positions [T] i32 host,
+// each in [0, S). Query head h reads KV head h / (nq / nkv). Key j is visible to a query at
+// position p when j <= p and, with window W > 0, j > p - W. score = q.k * scale, optionally
+// soft-capped as softcap * tanh(score / softcap); softmax in f32. out [T, nq, d] f32.
+struct AttentionArgs {
+  Tensor out, q, k, v, q_positions;
+  float scale = 1.0f;
+  int window = 0;         // 0: no sliding window
+  float softcap = 0.0f;   // 0: none
+};
+
+// out = gelu_tanh(gate) * up, elementwise over [T, I]. gate and up may be row-strided views
+// (e.g. two halves of one fused [T, 2I] projection). out [T, I] f32 contiguous.
+struct GegluArgs {
+  Tensor out, gate, up;
+};
+
+// In-place softmax over the last dimension of x [R, D] f32.
+struct SoftmaxArgs {
+  Tensor x;
+};
+
+// The k largest of values [D] f32: out_indices [k] i32 and out_values [k] f32, sorted by
+// value descending, ties broken by the lower index. NaN counts as smaller than everything.
+struct TopKArgs {
+  Tensor values, out_indices, out_values;
+  int k = 0;
+};
+
+// In place: x = cap * tanh(x / cap). x f32, any shape, contiguous.
+struct SoftcapArgs {
+  Tensor x;
+  float cap = 0.0f;
+};
+
+// out = a + b elementwise (f32, same shape, contiguous; out may alias a or b).
+struct AddArgs {
+  Tensor out, a, b;
+};
+
+// In place: x *= scale (f32, contiguous).
+struct ScaleArgs {
+  Tensor x;
+  float scale = 1.0f;
+};
+
+struct OpTable {
+  const char* backend = "";
+  void (*embedding)(const EmbeddingArgs&) = nullptr;
+  void (*rms_norm)(const RmsNormArgs&) = nullptr;
+  void (*add_rms_norm)(const AddRmsNormArgs&) = nullptr;
+  void (*matmul)(const MatmulArgs&) = nullptr;
+  void (*rope)(const RopeArgs&) = nullptr;
+  void (*attention)(const AttentionArgs&) = nullptr;
+  void (*geglu)(const GegluArgs&) = nullptr;
+  void (*softmax)(const SoftmaxArgs&) = nullptr;
+  void (*top_k)(const TopKArgs&) = nullptr;
+  void (*softcap)(const SoftcapArgs&) = nullptr;
+  void (*add)(const AddArgs&) = nullptr;
+  void (*scale)(const ScaleArgs&) = nullptr;
+
+  // The name of the first op without an implementation, or nullptr when all are set.
+  const char* first_missing() const;
+};
+
+// The CPU backend (always built). SIMD path chosen at run time (kernels/cpu/isa.h).
+const OpTable& cpu_ops();
+
+// gelu with the tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))).
+float gelu_tanh(float z);
+
+}  // namespace sluice::kernels
