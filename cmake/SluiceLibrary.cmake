@@ -1,9 +1,9 @@
-# sluice_library(NAME <target> DIRS <dir>... [DEPS <target>...])
+# sluice_library(NAME <target> DIRS <dir>... [DEPS <target>...] [EXCLUDE <file>...])
 # A static library of every .cpp under the given folders (not recursive into tests), whose
 # public include root holds a link to each folder and nothing else: a header of a higher
 # layer is simply not on the path.
 function(sluice_library)
-  cmake_parse_arguments(ARG "" "NAME" "DIRS;DEPS;EXTRA_SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME" "DIRS;DEPS;EXTRA_SOURCES;EXCLUDE" ${ARGN})
   set(root ${CMAKE_BINARY_DIR}/include_roots/${ARG_NAME})
   set(sources ${ARG_EXTRA_SOURCES})
   foreach(dir ${ARG_DIRS})
@@ -14,6 +14,9 @@ function(sluice_library)
     endif()
     file(GLOB dir_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${dir}/*.cpp)
     list(APPEND sources ${dir_sources})
+  endforeach()
+  foreach(ex ${ARG_EXCLUDE})
+    list(REMOVE_ITEM sources ${CMAKE_SOURCE_DIR}/${ex})
   endforeach()
   if(sources)
     add_library(${ARG_NAME} STATIC ${sources})

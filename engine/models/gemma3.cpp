@@ -1,0 +1,154 @@
+#include "engine/models/gemma3.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace sluice::models {
+
+using kernels::DType;
+using kernels::Tensor;
+
+StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(ModelConfig config, WeightBinder binder,
+                                                         const kernels::OpTable& ops) {
+  std::unique_ptr<Gemma3Model> m(new Gemma3Model(std::move(config), std::move(binder), ops));
+  const ModelConfig& c = m->config_;
+  WeightBinder& b = m->binder_;
+  const int64_t H = c.hidden_size;
+  SLUICE_ASSIGN_OR_RETURN(m->embed_, b.matrix(TensorRole::kTokenEmbedding, -1, c.vocab_size, H));
+  SLUICE_ASSIGN_OR_RETURN(m->final_norm_, b.vector(TensorRole::kFinalNorm, -1, H));
+  m->layers_.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const LayerConfig& lc = c.layers[i];
+    const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    Gemma3Layer& L = m->layers_[i];
+    SLUICE_ASSIGN_OR_RETURN(L.attn_norm, b.vector(TensorRole::kAttnNorm, i, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wq, b.matrix(TensorRole::kQProj, i, nq * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wk, b.matrix(TensorRole::kKProj, i, nkv * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wv, b.matrix(TensorRole::kVProj, i, nkv * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wo, b.matrix(TensorRole::kOProj, i, H, nq * d));
+    SLUICE_ASSIGN_OR_RETURN(L.q_norm, b.vector(TensorRole::kQNorm, i, d));
+    SLUICE_ASSIGN_OR_RETURN(L.k_norm, b.vector(TensorRole::kKNorm, i, d));
+    SLUICE_ASSIGN_OR_RETURN(L.post_attn_norm, b.vector(TensorRole::kPostAttnNorm, i, H));
+    SLUICE_ASSIGN_OR_RETURN(L.ffn_norm, b.vector(TensorRole::kFfnNorm, i, H));
+    SLUICE_ASSIGN_OR_RETURN(L.w_gate, b.matrix(TensorRole::kGateProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(L.w_up, b.matrix(TensorRole::kUpProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(L.w_down, b.matrix(TensorRole::kDownProj, i, H, I));
+    SLUICE_ASSIGN_OR_RETURN(L.post_ffn_norm, b.vector(TensorRole::kPostFfnNorm, i, H));
+  }
+  // HF casts sqrt(H) to the embedding dtype before multiplying (bf16: 25.25 for H = 640);
+  // GGUF and f32 checkpoints use the exact value (docs/numerics.md).
+  m->config_.embed_scale = b.embedding_scale(c.hidden_size);
+  return m;
+}
+
+void Gemma3Model::ensure_scratch(int T) {
+  if (T <= scratch_tokens_) return;
+  const ModelConfig& c = config_;
+  const size_t H = c.hidden_size, qd = static_cast<size_t>(c.num_heads) * c.max_head_dim();
+  size_t kvd = 0;
+  for (const auto& l : c.layers) kvd = std::max(kvd, static_cast<size_t>(l.num_kv_heads) * l.head_dim);
+  const size_t I = c.max_intermediate_size();
+  x_.resize(T * H);
+  a_.resize(T * H);
+  o_.resize(T * H);
+  q_.resize(T * qd);
+  attn_.resize(T * qd);
+  k_.resize(T * kvd);
+  v_.resize(T * kvd);
+  gate_.resize(T * I);
+  up_.resize(T * I);
+  act_.resize(T * I);
+  positions_.resize(T);
+  scratch_tokens_ = T;
+}
+
+Status Gemma3Model::forward(std::span<const int32_t> tokens, SequenceKv& kv, int num_logit_rows,
+                            std::span<float> logits) {
+  const ModelConfig& c = config_;
+  const int T = static_cast<int>(tokens.size());
+  if (T == 0) return Status::invalid_argument("forward called with no tokens");
+  if (num_logit_rows < 1 || num_logit_rows > T) {
+    return Status::invalid_argument(fmt::format("num_logit_rows {} not in [1, {}]", num_logit_rows, T));
+  }
+  if (logits.size() != static_cast<size_t>(num_logit_rows) * c.vocab_size) {
+    return Status::invalid_argument(fmt::format("logits buffer holds {} floats, need {}",
+                                                logits.size(), static_cast<size_t>(num_logit_rows) * c.vocab_size));
+  }
+  for (int t = 0; t < T; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
+      return Status::invalid_argument(
+          fmt::format("token id {} at position {} is outside the vocabulary [0, {})", tokens[t], t, c.vocab_size));
+    }
+  }
+  const int start = kv.num_tokens;
+  if (static_cast<int64_t>(start) + T > c.max_position_embeddings) {
+    return Status::invalid_argument(fmt::format(
+        "sequence of {} tokens exceeds the model's context length {}", start + T, c.max_position_embeddings));
+  }
+  ensure_scratch(T);
+  kv.reserve(start + T);
+  for (int t = 0; t < T; ++t) positions_[t] = start + t;
+
+  const int64_t H = c.hidden_size, nq = c.num_heads;
+  const float eps = c.rms_norm_eps;
+  const bool one_plus = c.norm_one_plus_weight;
+  Tensor x = Tensor::make(x_.data(), DType::kF32, {T, H});
+  Tensor a = Tensor::make(a_.data(), DType::kF32, {T, H});
+  Tensor o = Tensor::make(o_.data(), DType::kF32, {T, H});
+  Tensor pos = Tensor::make(positions_.data(), DType::kI32, {T});
+  Tensor ids = Tensor::make(const_cast<int32_t*>(tokens.data()), DType::kI32, {T});
+
+  ops_.embedding({x, embed_, ids, c.embed_scale});
+  for (int li = 0; li < c.num_layers; ++li) {
+    const LayerConfig& lc = c.layers[li];
+    const Gemma3Layer& L = layers_[li];
+    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    Tensor q = Tensor::make(q_.data(), DType::kF32, {T, nq * d});
+    Tensor k = Tensor::make(k_.data(), DType::kF32, {T, nkv * d});
+    Tensor v = Tensor::make(v_.data(), DType::kF32, {T, nkv * d});
+
+    ops_.rms_norm({a, x, L.attn_norm, eps, one_plus});
+    ops_.matmul({q, a, L.wq});
+    ops_.matmul({k, a, L.wk});
+    ops_.matmul({v, a, L.wv});
+    Tensor q_heads = q.view({T * nq, d});
+    Tensor k_heads = k.view({T * nkv, d});
+    ops_.rms_norm({q_heads, q_heads, L.q_norm, eps, one_plus});
+    ops_.rms_norm({k_heads, k_heads, L.k_norm, eps, one_plus});
+    const RopeConfig& r = lc.rope;
+    ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
+    ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
+    // Append this chunk's K/V to the sequence cache, then attend over all positions so far.
+    const size_t row = static_cast<size_t>(nkv * d);
+    std::copy(k_.begin(), k_.begin() + T * row, kv.k_row(li, start));
+    std::copy(v_.begin(), v_.begin() + T * row, kv.v_row(li, start));
+    Tensor attn = Tensor::make(attn_.data(), DType::kF32, {T, nq, d});
+    int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
+    ops_.attention({attn, q.view({T, nq, d}), kv.k(li, start + T), kv.v(li, start + T), pos,
+                    c.attn_scale, window, c.attn_logit_softcap});
+    ops_.matmul({o, attn.view({T, nq * d}), L.wo});
+    ops_.add_rms_norm({x, o, L.post_attn_norm, eps, one_plus});
+
+    ops_.rms_norm({a, x, L.ffn_norm, eps, one_plus});
+    Tensor gate = Tensor::make(gate_.data(), DType::kF32, {T, I});
+    Tensor up = Tensor::make(up_.data(), DType::kF32, {T, I});
+    Tensor act = Tensor::make(act_.data(), DType::kF32, {T, I});
+    ops_.matmul({gate, a, L.w_gate});
+    ops_.matmul({up, a, L.w_up});
+    ops_.geglu({act, gate, up});
+    ops_.matmul({o, act, L.w_down});
+    ops_.add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus});
+  }
+  kv.num_tokens = start + T;
+
+  Tensor last = x.slice_rows(T - num_logit_rows, T);
+  Tensor y = a.slice_rows(0, num_logit_rows);
+  ops_.rms_norm({y, last, final_norm_, eps, one_plus});
+  Tensor out = Tensor::make(logits.data(), DType::kF32, {num_logit_rows, c.vocab_size});
+  ops_.matmul({out, y, embed_});
+  if (c.final_logit_softcap > 0) ops_.softcap({out, c.final_logit_softcap});
+  return Status::ok();
+}
+
+}  // namespace sluice::models

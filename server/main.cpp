@@ -1,0 +1,20 @@
+// sluice: the process entry point. Subcommands: generate (serve arrives with the HTTP API).
+#include <CLI/CLI.hpp>
+
+#include "server/generate_command.h"
+#include "server/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice: a multi-tenant serving daemon for Gemma models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("sluice ") + sluice::server::version());
+  sluice::server::GenerateOptions gen;
+  CLI::App* generate = sluice::server::add_generate_command(app, gen);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (generate->parsed()) return sluice::server::run_generate(gen);
+  return 2;
+}

@@ -1,0 +1,74 @@
+#include "engine/sampling/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+namespace sluice::sampling {
+namespace {
+
+TEST(Sampler, ArgmaxTiesAndNan) {
+  std::vector<float> l = {1, 3, NAN, 3, -INFINITY};
+  EXPECT_EQ(argmax(l), 1);
+  std::vector<float> n = {NAN, NAN, -1};
+  EXPECT_EQ(argmax(n), 2);
+}
+
+TEST(Sampler, GreedyWhenTemperatureZeroOrTopKOne) {
+  std::vector<float> l = {0.1f, 2.0f, 1.9f};
+  Sampler a({.temperature = 0.0f});
+  Sampler b({.temperature = 1.5f, .top_k = 1});
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(a.sample(l), 1);
+    EXPECT_EQ(b.sample(l), 1);
+  }
+}
+
+std::map<int32_t, int> histogram(SamplingParams p, const std::vector<float>& l, int n) {
+  Sampler s(p);
+  std::map<int32_t, int> h;
+  for (int i = 0; i < n; ++i) ++h[s.sample(l)];
+  return h;
+}
+
+TEST(Sampler, FollowsSoftmaxDistribution) {
+  std::vector<float> l = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  auto h = histogram({.temperature = 1.0f, .seed = 1}, l, 20000);
+  EXPECT_NEAR(h[0] / 20000.0, 0.5, 0.02);
+  EXPECT_NEAR(h[1] / 20000.0, 0.3, 0.02);
+  EXPECT_NEAR(h[2] / 20000.0, 0.2, 0.02);
+}
+
+TEST(Sampler, TopKTopPMinPRestrictCandidates) {
+  std::vector<float> l(1000, 0.0f);
+  l[10] = 5.0f;
+  l[20] = 4.5f;
+  l[30] = 4.0f;
+  // top-k 2 keeps only 10 and 20.
+  for (auto [id, n] : histogram({.temperature = 1.0f, .top_k = 2, .seed = 3}, l, 2000)) {
+    EXPECT_TRUE(id == 10 || id == 20) << id;
+  }
+  // top-p small enough keeps only the best.
+  for (auto [id, n] : histogram({.temperature = 1.0f, .top_p = 0.05f, .seed = 3}, l, 500)) EXPECT_EQ(id, 10);
+  // min-p 0.5: exp(-0.5)=0.61 keeps 20, exp(-1)=0.37 drops 30 and the tail.
+  for (auto [id, n] : histogram({.temperature = 1.0f, .min_p = 0.5f, .seed = 3}, l, 2000)) {
+    EXPECT_TRUE(id == 10 || id == 20) << id;
+  }
+}
+
+TEST(Sampler, SeededIsReproducibleAndSeedsDiffer) {
+  std::vector<float> l(50000);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = std::sin(static_cast<float>(i)) * 3;
+  auto run = [&](uint64_t seed) {
+    Sampler s({.temperature = 1.0f, .top_k = 64, .top_p = 0.95f, .seed = seed});
+    std::vector<int32_t> out;
+    for (int i = 0; i < 64; ++i) out.push_back(s.sample(l));
+    return out;
+  };
+  EXPECT_EQ(run(42), run(42));
+  EXPECT_NE(run(42), run(43));
+}
+
+}  // namespace
+}  // namespace sluice::sampling
