@@ -95,7 +95,7 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
     if (fs::exists(dir / "tokenizer.json")) {
       fs::path tc = dir / "tokenizer_config.json";
       SLUICE_ASSIGN_OR_RETURN(out.tokenizer,
-                              tokenizer::Tokenizer::from_hf_json((dir / "tokenizer.json").string(),
+                              tokenizer::from_hf_json((dir / "tokenizer.json").string(),
                                                                  fs::exists(tc) ? tc.string() : std::string()));
     }
     if (fs::exists(dir / "tokenizer_config.json")) {
@@ -118,7 +118,7 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
     const weights::GgufFile& gguf = *source->gguf();
     SLUICE_ASSIGN_OR_RETURN(config, config_from_gguf(gguf));
     if (gguf.find("tokenizer.ggml.tokens") != nullptr) {
-      SLUICE_ASSIGN_OR_RETURN(out.tokenizer, tokenizer::Tokenizer::from_gguf(gguf));
+      SLUICE_ASSIGN_OR_RETURN(out.tokenizer, tokenizer::from_gguf(gguf));
     }
     if (gguf.find("tokenizer.chat_template") != nullptr) {
       SLUICE_ASSIGN_OR_RETURN(std::string t, gguf.get_string("tokenizer.chat_template"));
