@@ -1,0 +1,387 @@
+// CUDA RMS norm kernels (kernels/cuda/cuda_ops.h) against the CPU backend (cpu_ops(), the
+// contracts of kernels/ops.h RmsNormArgs and AddRmsNormArgs). The argument checks run
+// everywhere; the kernel tests skip cleanly without a device.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpu/gpu_test_util.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"  // cpu_ops(): the reference
+
+namespace sluice::kernels::cuda {
+namespace {
+
+using testing::expect_close;
+using ::testing::HasSubstr;
+using testing::TestTensor;
+using testing::tolerance_for;
+
+constexpr float kEps = 1e-6f;
+
+enum class Form { kNone, kPlain, kOnePlus };
+const char* form_name(Form f) {
+  return f == Form::kNone ? "none" : (f == Form::kPlain ? "x*w" : "x*(1+w)");
+}
+
+// The values of a view, row-major (host copy as the device holds them).
+std::vector<float> view_values(const TestTensor& t) {
+  std::vector<float> v;
+  for (int64_t r = 0; r < t.rows(); ++r) {
+    for (int64_t c = 0; c < t.dim(); ++c) v.push_back(t.at(r, c));
+  }
+  return v;
+}
+
+// The reference is the CPU backend, kernels::cpu_ops(), run on contiguous f32 copies of the
+// values the device holds (bf16 values are exact in f32).
+Tensor host_tensor(std::vector<float>& v, std::initializer_list<int64_t> shape) {
+  return Tensor::make(v.data(), DType::kF32, shape);
+}
+
+// rms_norm(in; w) on the CPU, as [rows * dim] values.
+std::vector<double> cpu_norm(const TestTensor& in, const TestTensor* w, bool one_plus) {
+  std::vector<float> x = view_values(in);
+  std::vector<float> y(x.size());
+  std::vector<float> wv = w == nullptr ? std::vector<float>{} : view_values(*w);
+  const Tensor weight = w == nullptr ? Tensor{} : host_tensor(wv, {in.dim()});
+  cpu_ops().rms_norm({host_tensor(y, {in.rows(), in.dim()}), host_tensor(x, {in.rows(), in.dim()}),
+                      weight, kEps, one_plus});
+  return {y.begin(), y.end()};
+}
+
+// residual_before + rms_norm(in; w) on the CPU (add_rms_norm), as [rows * dim] values.
+std::vector<double> cpu_add_norm(std::vector<float> residual_before, const TestTensor& in,
+                                 const TestTensor* w, bool one_plus) {
+  std::vector<float> x = view_values(in);
+  std::vector<float> wv = w == nullptr ? std::vector<float>{} : view_values(*w);
+  const Tensor weight = w == nullptr ? Tensor{} : host_tensor(wv, {in.dim()});
+  cpu_ops().add_rms_norm({host_tensor(residual_before, {in.rows(), in.dim()}),
+                          host_tensor(x, {in.rows(), in.dim()}), weight, kEps, one_plus});
+  return {residual_before.begin(), residual_before.end()};
+}
+
+// A random norm weight of the given form: around 1 for x*w, around 0 for x*(1+w).
+std::optional<TestTensor> make_weight(Form form, DType dtype, int64_t dim, std::mt19937& rng) {
+  std::optional<TestTensor> w;
+  if (form == Form::kNone) return w;
+  w.emplace(dtype, std::vector<int64_t>{dim});
+  if (form == Form::kPlain) {
+    w->fill_random(rng, 0.5f, 1.5f);
+  } else {
+    w->fill_random(rng, -0.5f, 0.5f);
+  }
+  return w;
+}
+
+Tensor view_or_none(const std::optional<TestTensor>& t) { return t ? t->view() : Tensor{}; }
+
+constexpr int64_t kRowCounts[] = {1, 3, 64};
+constexpr int64_t kDims[] = {1, 7, 256, 640, 2560, 5376};
+constexpr Form kForms[] = {Form::kNone, Form::kPlain, Form::kOnePlus};
+
+// Activation dtype sets: all f32, all bf16, and the mixed one a bf16 GEMM path uses.
+struct Dtypes {
+  DType in, out, weight;  // `out` is the residual for add_rms_norm
+};
+constexpr Dtypes kNormDtypes[] = {{DType::kF32, DType::kF32, DType::kF32},
+                                  {DType::kBF16, DType::kBF16, DType::kBF16},
+                                  {DType::kF32, DType::kBF16, DType::kF32}};
+constexpr Dtypes kAddDtypes[] = {{DType::kF32, DType::kF32, DType::kF32},
+                                 {DType::kBF16, DType::kBF16, DType::kBF16},
+                                 {DType::kBF16, DType::kF32, DType::kBF16}};
+
+std::string trace(int64_t rows, int64_t dim, const Dtypes& d, Form form) {
+  return "rows " + std::to_string(rows) + ", D " + std::to_string(dim) + ", in " +
+         dtype_name(d.in) + ", out/residual " + dtype_name(d.out) + ", weight " +
+         dtype_name(d.weight) + ", form " + form_name(form);
+}
+
+void expect_close_as(const TestTensor& t, const std::vector<double>& ref) {
+  const auto tol = tolerance_for(t.dtype());
+  expect_close(t, ref, tol.max_rel, tol.rtol, tol.atol);
+}
+
+TEST(RmsNormGpu, MatchesReferenceOverShapes) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240601);
+  for (int64_t rows : kRowCounts) {
+    for (int64_t dim : kDims) {
+      for (const Dtypes& d : kNormDtypes) {
+        for (Form form : kForms) {
+          SCOPED_TRACE(trace(rows, dim, d, form));
+          TestTensor in(d.in, {rows, dim});
+          in.fill_random(rng, -2.0f, 2.0f);
+          TestTensor out(d.out, {rows, dim});  // poisoned (NaN) until written
+          const auto w = make_weight(form, d.weight, dim, rng);
+          rms_norm({out.view(), in.view(), view_or_none(w), kEps, form == Form::kOnePlus}, nullptr);
+          out.download();
+          expect_close_as(out, cpu_norm(in, w ? &*w : nullptr, form == Form::kOnePlus));
+          if (HasFailure()) return;  // the first failing case says enough
+        }
+      }
+    }
+  }
+}
+
+TEST(AddRmsNormGpu, MatchesReferenceOverShapes) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240602);
+  for (int64_t rows : kRowCounts) {
+    for (int64_t dim : kDims) {
+      for (const Dtypes& d : kAddDtypes) {
+        for (Form form : kForms) {
+          SCOPED_TRACE(trace(rows, dim, d, form));
+          TestTensor in(d.in, {rows, dim});
+          in.fill_random(rng, -2.0f, 2.0f);
+          TestTensor residual(d.out, {rows, dim});
+          residual.fill_random(rng, -4.0f, 4.0f);
+          const std::vector<float> before = view_values(residual);
+          const auto w = make_weight(form, d.weight, dim, rng);
+          add_rms_norm({residual.view(), in.view(), view_or_none(w), kEps, form == Form::kOnePlus},
+                       nullptr);
+          residual.download();
+          expect_close_as(residual,
+                          cpu_add_norm(before, in, w ? &*w : nullptr, form == Form::kOnePlus));
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// residual += norm(in; w); out = norm(residual as stored; out_w), checked against the
+// reference for each half: the second from the residual the kernel stored.
+void run_fused_case(std::mt19937& rng, TestTensor& residual, TestTensor& in, TestTensor& out,
+                    Form form, DType weight_dtype) {
+  residual.fill_random(rng, -4.0f, 4.0f);
+  in.fill_random(rng, -2.0f, 2.0f);
+  const std::vector<float> before = view_values(residual);
+  const auto w = make_weight(form, weight_dtype, in.dim(), rng);
+  const auto out_w = make_weight(form, weight_dtype, in.dim(), rng);
+  const bool one_plus = form == Form::kOnePlus;
+  fused_add_rms_norm({residual.view(), in.view(), view_or_none(w), out.view(), view_or_none(out_w),
+                      kEps, one_plus},
+                     nullptr);
+  residual.download();
+  out.download();
+  {
+    SCOPED_TRACE("residual");
+    expect_close_as(residual, cpu_add_norm(before, in, w ? &*w : nullptr, one_plus));
+  }
+  {
+    SCOPED_TRACE("out");
+    expect_close_as(out, cpu_norm(residual, out_w ? &*out_w : nullptr, one_plus));
+  }
+  EXPECT_EQ(residual.padding_written(), 0);
+  EXPECT_EQ(out.padding_written(), 0);
+}
+
+TEST(FusedAddRmsNormGpu, MatchesReferenceOverShapes) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240603);
+  for (int64_t rows : kRowCounts) {
+    for (int64_t dim : kDims) {
+      for (const Dtypes& d : kAddDtypes) {
+        for (Form form : kForms) {
+          SCOPED_TRACE(trace(rows, dim, d, form));
+          TestTensor residual(d.out, {rows, dim});
+          TestTensor in(d.in, {rows, dim});
+          TestTensor out(d.in, {rows, dim});
+          run_fused_case(rng, residual, in, out, form, d.weight);
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// [A, B, D] views with padded row strides (as a per-head view of a wider buffer): padding
+// must stay untouched (still NaN) and every row right.
+TEST(FusedAddRmsNormGpu, StridedThreeDimensionalViews) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240604);
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    TestTensor residual(t, {2, 3, 256}, {1000, 328, 1});
+    TestTensor in(t, {2, 3, 256}, {960, 320, 1});
+    TestTensor out(t, {2, 3, 256}, {800, 264, 1});
+    run_fused_case(rng, residual, in, out, Form::kOnePlus, t);
+  }
+}
+
+// Views that start off a 16-byte boundary take the scalar path; results must not change.
+TEST(FusedAddRmsNormGpu, MisalignedViews) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240605);
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    TestTensor residual(t, {3, 640}, {}, 1);
+    TestTensor in(t, {3, 640}, {}, 3);
+    TestTensor out(t, {3, 640}, {}, 5);
+    run_fused_case(rng, residual, in, out, Form::kPlain, t);
+  }
+}
+
+TEST(RmsNormGpu, InPlace) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240606);
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    TestTensor x(t, {3, 2560});
+    x.fill_random(rng, -2.0f, 2.0f);
+    TestTensor original(t, {3, 2560});
+    original.host() = x.host();
+    const auto w = make_weight(Form::kPlain, t, 2560, rng);
+    rms_norm({x.view(), x.view(), w->view(), kEps, false}, nullptr);
+    x.download();
+    expect_close_as(x, cpu_norm(original, &*w, false));
+  }
+}
+
+// The fused kernel must give bit-for-bit what add_rms_norm followed by rms_norm gives: its
+// second norm reads the residual as stored, with the same reduction order.
+TEST(FusedAddRmsNormGpu, BitIdenticalToUnfusedPair) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240607);
+  // An f32 residual into a bf16 GEMM input, and an all-bf16 stream (where the second norm
+  // must see the residual rounded to bf16).
+  for (const auto& [residual_dtype, out_dtype] :
+       {std::pair{DType::kF32, DType::kBF16}, std::pair{DType::kBF16, DType::kF32}}) {
+    for (int64_t dim : {7, 640, 5376}) {
+      SCOPED_TRACE("D " + std::to_string(dim) + ", residual " + dtype_name(residual_dtype));
+      TestTensor in(DType::kBF16, {5, dim});
+      in.fill_random(rng, -2.0f, 2.0f);
+      TestTensor residual_fused(residual_dtype, {5, dim});
+      residual_fused.fill_random(rng, -4.0f, 4.0f);
+      TestTensor residual_pair(residual_dtype, {5, dim});
+      residual_pair.host() = residual_fused.host();
+      residual_pair.upload();
+      TestTensor out_fused(out_dtype, {5, dim});
+      TestTensor out_pair(out_dtype, {5, dim});
+      const auto w = make_weight(Form::kOnePlus, DType::kF32, dim, rng);
+      const auto out_w = make_weight(Form::kOnePlus, DType::kF32, dim, rng);
+
+      fused_add_rms_norm({residual_fused.view(), in.view(), w->view(), out_fused.view(),
+                          out_w->view(), kEps, true},
+                         nullptr);
+      add_rms_norm({residual_pair.view(), in.view(), w->view(), kEps, true}, nullptr);
+      rms_norm({out_pair.view(), residual_pair.view(), out_w->view(), kEps, true}, nullptr);
+      for (TestTensor* t : {&residual_fused, &residual_pair, &out_fused, &out_pair}) {
+        t->download();
+      }
+      EXPECT_EQ(view_values(residual_fused), view_values(residual_pair));
+      EXPECT_EQ(view_values(out_fused), view_values(out_pair));
+    }
+  }
+}
+
+// ---- Argument checks: no device needed (the views point nowhere and are never read). ----
+
+Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
+            Device device = Device::kCuda) {
+  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
+}
+
+constexpr uintptr_t kIn = 0x1000000, kOut = 0x2000000, kRes = 0x3000000, kW = 0x4000000,
+                    kW2 = 0x5000000;
+
+RmsNormArgs good_norm() {
+  return {fake(kOut, DType::kBF16, {3, 256}), fake(kIn, DType::kF32, {3, 256}),
+          fake(kW, DType::kF32, {256}), kEps, true};
+}
+
+void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
+  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
+}
+
+TEST(RmsNormCheck, AcceptsValidArguments) {
+  EXPECT_TRUE(check_rms_norm(good_norm()).is_ok());
+  RmsNormArgs weightless = good_norm();
+  weightless.weight = Tensor{};
+  EXPECT_TRUE(check_rms_norm(weightless).is_ok());
+  RmsNormArgs in_place = good_norm();
+  in_place.out = in_place.in;
+  EXPECT_TRUE(check_rms_norm(in_place).is_ok());
+  RmsNormArgs heads = good_norm();  // QK-norm over [T, heads, head_dim]
+  heads.in = fake(kIn, DType::kBF16, {4, 8, 256});
+  heads.out = heads.in;
+  EXPECT_TRUE(check_rms_norm(heads).is_ok());
+  EXPECT_TRUE(
+      check_add_rms_norm({fake(kRes, DType::kF32, {3, 256}), fake(kIn, DType::kBF16, {3, 256}),
+                          fake(kW, DType::kBF16, {256}), kEps, false})
+          .is_ok());
+  EXPECT_TRUE(check_fused_add_rms_norm(
+                  {fake(kRes, DType::kF32, {3, 256}), fake(kIn, DType::kBF16, {3, 256}),
+                   fake(kW, DType::kF32, {256}), fake(kOut, DType::kBF16, {3, 256}),
+                   fake(kW2, DType::kF32, {256}), kEps, true})
+                  .is_ok());
+}
+
+TEST(RmsNormCheck, NamesTheBadTensor) {
+  RmsNormArgs a = good_norm();
+  a.out.device = Device::kCpu;
+  expect_invalid(check_rms_norm(a), {"rms_norm: out", "host memory"});
+
+  a = good_norm();
+  a.in.data = nullptr;
+  expect_invalid(check_rms_norm(a), {"rms_norm: in is undefined"});
+
+  a = good_norm();
+  a.weight = fake(kW, DType::kF32, {255});
+  expect_invalid(check_rms_norm(a), {"weight has shape [255]", "expected [256]"});
+
+  a = good_norm();
+  a.in.dtype = DType::kI32;
+  expect_invalid(check_rms_norm(a), {"in has dtype i32", "f32 or bf16"});
+
+  a = good_norm();
+  a.out = fake(kOut, DType::kBF16, {3, 255});
+  expect_invalid(check_rms_norm(a), {"out has shape [3, 255] but in has [3, 256]"});
+
+  a = good_norm();
+  a.in.strides[1] = 2;
+  a.in.strides[0] = 512;
+  expect_invalid(check_rms_norm(a), {"in has stride 2 in its last dimension"});
+
+  a = good_norm();
+  a.in = fake(kIn, DType::kF32, {256});
+  expect_invalid(check_rms_norm(a), {"in has shape [256]", "[rows, D] or [A, B, D]"});
+
+  a = good_norm();
+  a.eps = -1.0f;
+  expect_invalid(check_rms_norm(a), {"eps is -1"});
+
+  a = good_norm();  // out shifted by one row over in: neither disjoint nor in place
+  a.out = fake(kIn + 256 * 4, DType::kF32, {3, 256});
+  expect_invalid(check_rms_norm(a), {"out overlaps in"});
+
+  expect_invalid(
+      check_add_rms_norm({fake(kIn + 4, DType::kF32, {3, 256}), fake(kIn, DType::kF32, {3, 256}),
+                          fake(kW, DType::kF32, {256}), kEps, false}),
+      {"add_rms_norm: residual overlaps in"});
+
+  expect_invalid(check_fused_add_rms_norm(
+                     {fake(kRes, DType::kF32, {3, 256}), fake(kIn, DType::kBF16, {3, 256}),
+                      fake(kW, DType::kF32, {256}), fake(kOut, DType::kBF16, {3, 256}),
+                      fake(kW2, DType::kF32, {3, 256}), kEps, true}),
+                 {"fused_add_rms_norm: out_weight has shape [3, 256]"});
+}
+
+TEST(RmsNormCheckDeathTest, LauncherAbortsNamingTheTensor) {
+  RmsNormArgs a = good_norm();
+  a.weight = fake(kW, DType::kF32, {255});
+  EXPECT_DEATH(rms_norm(a, nullptr), "rms_norm: weight has shape \\[255\\]");
+}
+
+}  // namespace
+}  // namespace sluice::kernels::cuda
