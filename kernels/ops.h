@@ -12,7 +12,8 @@
 namespace sluice::kernels {
 
 // out[t, :] = table[ids[t], :] * scale.
-// table [V, H] f32|bf16|f16; ids [T] i32 (host memory on CPU); out [T, H] f32.
+// table [V, H] f32|bf16|f16 contiguous; ids [T] i32 (host memory on CPU); out [T, H] f32
+// (row stride may exceed H).
 // Every id must be in [0, V); callers validate ids before they reach a kernel.
 struct EmbeddingArgs {
   Tensor out, table, ids;
@@ -23,7 +24,8 @@ struct EmbeddingArgs {
 //   out = in * rsqrt(mean(in^2) + eps) * w,  with w = (1 + weight) when one_plus_weight
 //   (Gemma 3's HF form), w = weight otherwise (Gemma 4, and Gemma 3 GGUFs, which store w+1),
 //   and w = 1 when weight is undefined (Gemma 4's V-norm).
-// in, out [R, D] f32 (may alias); weight [D] f32 or undefined.
+// in, out [R, D] f32 (may alias; row strides may exceed D, e.g. per-head QK-norm over a
+// fused projection); weight [D] f32 or undefined. Sum of squares accumulated in f32.
 struct RmsNormArgs {
   Tensor out, in, weight;
   float eps = 1e-6f;
@@ -31,7 +33,7 @@ struct RmsNormArgs {
 };
 
 // residual += rms_norm(in; weight): Gemma's post-norm followed by the residual add.
-// residual, in [R, D] f32; weight [D] f32.
+// residual, in [R, D] f32 (row strides may exceed D); weight [D] f32 (undefined: all ones).
 struct AddRmsNormArgs {
   Tensor residual, in, weight;
   float eps = 1e-6f;
@@ -39,7 +41,9 @@ struct AddRmsNormArgs {
 };
 
 // out = a * w^T  (a Linear with HF weight w [N, K]).
-// a [M, K] f32 (row stride may exceed K); w [N, K] f32|bf16|f16 contiguous; out [M, N] f32.
+// a [M, K] f32 (row stride may exceed K); w [N, K] f32|bf16|f16 contiguous; out [M, N] f32
+// (row stride may exceed N; must not overlap a or w). Accumulation is f32 over f32 values
+// (bf16/f16 weights are widened exactly); the result does not depend on the thread count.
 struct MatmulArgs {
   Tensor out, a, w;
 };
@@ -50,7 +54,10 @@ struct MatmulArgs {
 // Dims outside those pairs pass through. Full RoPE: num_pairs = pair_offset = head_dim/2,
 // freq_dim = head_dim. Gemma 4 "proportional" global RoPE: head_dim 512, num_pairs 64,
 // pair_offset 256, freq_dim 512. Classic partial RoPE over the first r dims: num_pairs =
-// pair_offset = r/2, freq_dim = r. positions [T] i32 host.
+// pair_offset = r/2, freq_dim = r. positions [T] i32 host. Requires num_pairs <= pair_offset
+// and num_pairs + pair_offset <= head_dim. x may be strided in its first two dims (heads
+// inside a fused projection). Angles follow HF's f32 arithmetic: inv_freq_i = 1 /
+// theta^(2i / freq_dim) rounded to f32, angle = f32(pos) * f32(inv_freq_i * freq_scale).
 struct RopeArgs {
   Tensor x, positions;
   float theta = 10000.0f;
@@ -65,6 +72,8 @@ struct RopeArgs {
 // each in [0, S). Query head h reads KV head h / (nq / nkv). Key j is visible to a query at
 // position p when j <= p and, with window W > 0, j > p - W. score = q.k * scale, optionally
 // soft-capped as softcap * tanh(score / softcap); softmax in f32. out [T, nq, d] f32.
+// q, k, v and out may be strided in their first two dims (views into fused or larger
+// buffers); the last dim is contiguous.
 struct AttentionArgs {
   Tensor out, q, k, v, q_positions;
   float scale = 1.0f;
@@ -73,18 +82,21 @@ struct AttentionArgs {
 };
 
 // out = gelu_tanh(gate) * up, elementwise over [T, I]. gate and up may be row-strided views
-// (e.g. two halves of one fused [T, 2I] projection). out [T, I] f32 contiguous.
+// (e.g. two halves of one fused [T, 2I] projection). out [T, I] f32 contiguous (may alias
+// gate or up when they are contiguous too).
 struct GegluArgs {
   Tensor out, gate, up;
 };
 
-// In-place softmax over the last dimension of x [R, D] f32.
+// In-place softmax over the last dimension of x [..., D] f32 contiguous. -inf entries give 0;
+// a row that is all -inf gives NaN.
 struct SoftmaxArgs {
   Tensor x;
 };
 
 // The k largest of values [D] f32: out_indices [k] i32 and out_values [k] f32, sorted by
 // value descending, ties broken by the lower index. NaN counts as smaller than everything.
+// 0 <= k <= D; with k == 0 the outputs may be undefined.
 struct TopKArgs {
   Tensor values, out_indices, out_values;
   int k = 0;
