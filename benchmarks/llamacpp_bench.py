@@ -26,6 +26,13 @@ def main() -> None:
                 n_ctx=a.prompt_tokens + a.decode_tokens + 8, n_batch=a.prompt_tokens,
                 n_ubatch=a.prompt_tokens, logits_all=False, verbose=False)
     load_s = time.perf_counter() - t
+    n_vocab = llm.n_vocab()
+
+    def last_argmax() -> int:
+        # NOTE: with logits_all=False llama-cpp-python does not fill Llama.scores; read the
+        # last row straight from the context.
+        return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))))
+
     rng = random.Random(1234)
     prompt = [llm.token_bos()] + [rng.randrange(1000, 200000) for _ in range(a.prompt_tokens - 1)]
 
@@ -37,11 +44,11 @@ def main() -> None:
         llm.eval(prompt)
         t1 = time.perf_counter()
         prefill.append(a.prompt_tokens / (t1 - t0))
-        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        nxt = last_argmax()
         t2 = time.perf_counter()
         for _ in range(a.decode_tokens):
             llm.eval([nxt])
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            nxt = last_argmax()
         t3 = time.perf_counter()
         decode.append(a.decode_tokens / (t3 - t2))
     print(json.dumps({"engine": "llama.cpp (llama-cpp-python)", "threads": a.threads,

@@ -26,6 +26,11 @@ Writes tests/fixtures/tokenizer/gemma3_reference.jsonl, one JSON object per line
                                                 random id sequences (control, byte, unused
                                                 and normal tokens) and their detokenized bytes.
   bos      {"text": T, "ids_bos": [...]}        a few strings with add_bos=True.
+  long     {"long": {"unit": U, "repeat": K}, "num_ids": N, "fnv1a": H}
+                                                ~100 KB texts (U repeated K times) whose
+                                                ids are summarized: their count and the
+                                                64-bit FNV-1a hash (hex) of the ids as
+                                                little-endian int32 bytes.
 
 With --gemma4-vocab (llama.cpp's models/ggml-vocab-gemma-4.gguf, a vocab-only Gemma 4 GGUF
 shipped in the llama-cpp-python source distribution), also writes gemma4_vocab_reference.jsonl
@@ -127,6 +132,28 @@ def random_decode_cases(oracle, rng, n_cases):
     return cases
 
 
+LONG_TEXTS = [
+    ("a", 100000),
+    ("ab", 50000),
+    ("\u4e2d\u6587\u5b57", 11112),                    # a 100 KB CJK run
+    ("thequickbrownfoxjumpsoverthelazydog", 2858),   # 100 KB without a space
+    (" ", 100000),
+    ("\n", 50000),
+    ("The tokenizer splits text into pieces. ", 2500),
+    ("\U0001f468\u200d\U0001f469\u200d\U0001f467 ", 6000),
+    ("<start_of_turn>user\nhi<end_of_turn>\n", 3000),
+]
+
+
+def fnv1a_ids(ids):
+    h = 0xCBF29CE484222325
+    for t in ids:
+        for b in int(t).to_bytes(4, "little", signed=True):
+            h ^= b
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def build(oracle, corpus, hf, meta):
     lines = []
     agree = disagree = 0
@@ -150,6 +177,10 @@ def build(oracle, corpus, hf, meta):
     lines.extend(random_decode_cases(oracle, rng, 300))
     for text in ["", "Hello world", "<bos>Hello", "<start_of_turn>user\nhi<end_of_turn>\n"]:
         lines.append({"text": text, "ids_bos": oracle.tokenize(text, True, add_bos=True)})
+    for unit, repeat in LONG_TEXTS:
+        ids = oracle.tokenize(unit * repeat, True)
+        lines.append({"long": {"unit": unit, "repeat": repeat}, "num_ids": len(ids),
+                      "fnv1a": fnv1a_ids(ids)})
     meta["strings"] = len(corpus)
     if hf is not None:
         meta["hf_agree"] = agree
