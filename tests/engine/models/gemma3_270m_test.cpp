@@ -89,9 +89,15 @@ TEST_F(Gemma3_270M, GreedyTokensAndFirstStepLogitsMatchTransformers) {
       if (next != want[step]) break;
       ASSERT_TRUE(model.forward(std::span(&got.back(), 1), kv, 1, logits).is_ok());
     }
-    EXPECT_EQ(got, want) << "prompt " << index << " diverges at step " << got.size() - 1
-                         << " where the reference top-1/top-2 margin is "
-                         << margins[std::min(got.size() - 1, margins.size() - 1)];
+    // Token for token; the one allowance is a step where the reference's top two logits are
+    // closer than twice the logit tolerance (a near-tie that summation order may flip).
+    const size_t last = got.size() - 1;
+    if (got != want && got.size() <= want.size() && margins[last] < 2 * kLogitTolerance) {
+      RecordProperty("prompt_" + std::to_string(index) + "_near_tie_step", std::to_string(last));
+      continue;
+    }
+    EXPECT_EQ(got, want) << "prompt " << index << " diverges at step " << last
+                         << " where the reference top-1/top-2 margin is " << margins[last];
   }
 }
 
