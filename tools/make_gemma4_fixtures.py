@@ -114,6 +114,7 @@ def text_config_kwargs(spec):
 def make_text_config(spec):
     cfg = Gemma4TextConfig(**text_config_kwargs(spec))
     cfg._attn_implementation = "eager"
+    cfg._experts_implementation = "eager"  # the default is "grouped_mm" (batched kernels)
     return cfg
 
 
@@ -141,7 +142,8 @@ def text_tensor_init(name, shape, gen, cfg):
         return _uniform(gen, shape, *NORM_RANGE) * (QK_NORM_GAIN * shape[0] ** -0.25)
     if re.search(r"(^|\.)post_[a-z_0-9]*norm[a-z_0-9]*\.weight$", name):
         return _uniform(gen, shape, *NORM_RANGE) * POST_NORM_GAIN
-    if name.endswith(("norm.weight", "router.scale", "router.per_expert_scale")):
+    if re.search(r"norm(_\d+)?\.weight$", name) or name.endswith(("router.scale",
+                                                                      "router.per_expert_scale")):
         return _uniform(gen, shape, *NORM_RANGE)
     if name.endswith("router.proj.weight"):
         return _normal(gen, shape, ROUTER_PROJ_STD)

@@ -11,7 +11,8 @@ Run with the reference venv from the repository root:
 Writes two directories under tests/fixtures/tokenizer/, each with tokenizer.json,
 tokenizer_config.json and reference.jsonl (the format of make_tokenizer_reference.py:
 "ids" with special tokens parsed, "ids_plain" when encode_special_tokens=True differs,
-"decode"/"decode_special" when decoding does not give the text back):
+"decode"/"decode_special" when decoding does not give the text back, and the ~100 KB
+"long" texts summarized by id count and hash):
 
   gemma4_synthetic/  Gemma 4's layout: normalizer Replace(" " -> "\u2581"), pre-tokenizer
                      Split(Regex "[^\\n]+|[\\n]+", isolated), a BPE model over characters with
@@ -24,7 +25,8 @@ tokenizer_config.json and reference.jsonl (the format of make_tokenizer_referenc
                      normalizer), merges learned on whole lines, so merges across newlines
                      exist; add_bos_token true.
 
-Characters outside the learned alphabet (limit_alphabet) are left to byte fallback.
+Characters that never occur in the training text (most CJK, emoji, rare planes) are left to
+byte fallback. Training is deterministic: reruns write identical files.
 """
 
 import json
@@ -37,6 +39,7 @@ from tokenizers import pre_tokenizers, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenizer_corpus  # noqa: E402
+from make_tokenizer_reference import LONG_TEXTS, fnv1a_ids  # noqa: E402
 
 OUT_DIR = os.path.join("tests", "fixtures", "tokenizer")
 SPACE = "\u2581"
@@ -65,7 +68,7 @@ def train(texts, newline_split, vocab_size):
     tok.normalizer = normalizers.Replace(" ", SPACE)
     if newline_split:
         tok.pre_tokenizer = pre_tokenizers.Split(Regex("[^\n]+|[\n]+"), behavior="isolated")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, limit_alphabet=180, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                   special_tokens=[])
     tok.train_from_iterator(texts, trainer=trainer)
     model = json.loads(tok.to_str())["model"]
@@ -137,6 +140,10 @@ def write_dir(name, tok, strings, add_bos):
         put_text(rec, "decode", tok.decode(ids, skip_special_tokens=True), text)
         put_text(rec, "decode_special", tok.decode(ids, skip_special_tokens=False), text)
         lines.append(rec)
+    for unit, repeat in LONG_TEXTS:
+        ids = tok.encode(unit * repeat, add_special_tokens=False).ids
+        lines.append({"long": {"unit": unit, "repeat": repeat}, "num_ids": len(ids),
+                      "fnv1a": fnv1a_ids(ids)})
     path = os.path.join(out, "reference.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         f.write(json.dumps({"meta": meta}, ensure_ascii=False) + "\n")

@@ -36,10 +36,15 @@ StatusOr<json> load_json(const std::string& path) {
   return weights::parse_json_strict(text, path, kMaxJsonDepth);
 }
 
+// `j` as one line of at most 120 characters, for an error message.
+std::string shown(const json& j) {
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 120) s = s.substr(0, 120) + "...";
+  return s;
+}
+
 Status unsupported(const std::string& name, std::string_view what, const json& j) {
-  std::string shown = j.dump();
-  if (shown.size() > 120) shown = shown.substr(0, 120) + "...";
-  return Status::unimplemented(fmt::format("{}: unsupported {}: {}", name, what, shown));
+  return Status::unimplemented(fmt::format("{}: unsupported {}: {}", name, what, shown(j)));
 }
 
 // `j[key]` if it is a string, else nullptr.
@@ -170,7 +175,7 @@ Status parse_model(const json& m, const std::string& name, std::map<int64_t, std
         id.get<int64_t>() >= static_cast<int64_t>(kMaxVocabSize)) {
       return Status::invalid_argument(
           fmt::format("{}: model.vocab['{}'] is {}, not an id in [0, {})", name,
-                      printable_piece(piece), id.dump(), kMaxVocabSize));
+                      printable_piece(piece), shown(id), kMaxVocabSize));
     }
     auto [it, fresh] = by_id->emplace(id.get<int64_t>(), piece);
     if (!fresh) {
@@ -231,15 +236,85 @@ bool template_adds(const json& post, const std::string& bos) {
   return id != nullptr && *id == bos;
 }
 
+// Added tokens: their texts into `by_id` (checked against the model's vocab), special ones
+// CONTROL and the others USER_DEFINED in `types`.
+Status parse_added_tokens(const json& root, const std::string& name,
+                          std::map<int64_t, std::string>* by_id,
+                          std::map<int64_t, TokenType>* types) {
+  auto added = root.find("added_tokens");
+  if (added == root.end() || added->is_null()) return Status::ok();
+  if (!added->is_array()) return unsupported(name, "added_tokens", *added);
+  for (const json& a : *added) {
+    const std::string* content = a.is_object() ? string_field(a, "content") : nullptr;
+    auto id_it = a.is_object() ? a.find("id") : a.end();
+    if (content == nullptr || id_it == a.end() || !id_it->is_number_integer() ||
+        id_it->get<int64_t>() < 0 || id_it->get<int64_t>() >= static_cast<int64_t>(kMaxVocabSize)) {
+      return Status::invalid_argument(
+          fmt::format("{}: added token {} lacks a string content or a valid id", name, shown(a)));
+    }
+    for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
+      if (bool_field(a, flag, false)) return unsupported(name, "added-token flag", a);
+    }
+    if (bool_field(a, "normalized", false) && (content->find(' ') != std::string::npos ||
+                                               content->find(kSpaceEscape) != std::string::npos)) {
+      return unsupported(name, "normalized added token with a space", a);
+    }
+    int64_t id = id_it->get<int64_t>();
+    auto [it, fresh] = by_id->emplace(id, *content);
+    if (!fresh && it->second != *content) {
+      return Status::invalid_argument(
+          fmt::format("{}: added token {} is '{}' but the vocab has '{}'", name, id,
+                      printable_piece(*content), printable_piece(it->second)));
+    }
+    (*types)[id] = bool_field(a, "special", false) ? TokenType::kControl : TokenType::kUserDefined;
+  }
+  return Status::ok();
+}
+
+// bos/eos/pad/unk ids and add_bos: tokenizer_config.json when given, else the usual texts
+// and the post-processor's template.
+Status read_special_ids(const json& root, const std::string& config_path,
+                        const std::string& unk_token, TokenizerVocab* v) {
+  auto id_of = [v](const std::string& text) -> int32_t {
+    for (size_t i = 0; i < v->pieces.size(); ++i) {
+      if (v->pieces[i] == text) return static_cast<int32_t>(i);
+    }
+    return -1;
+  };
+  std::string bos = "<bos>", eos = "<eos>", pad = "<pad>";
+  std::string unk = unk_token.empty() ? std::string("<unk>") : unk_token;
+  std::optional<bool> add_bos;
+  if (!config_path.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(json cfg, load_json(config_path));
+    if (!cfg.is_object()) {
+      return Status::invalid_argument(fmt::format("{}: not a JSON object", config_path));
+    }
+    bos = config_token(cfg, "bos_token").value_or(bos);
+    eos = config_token(cfg, "eos_token").value_or(eos);
+    pad = config_token(cfg, "pad_token").value_or(pad);
+    unk = config_token(cfg, "unk_token").value_or(unk);
+    if (auto it = cfg.find("add_bos_token"); it != cfg.end() && it->is_boolean()) {
+      add_bos = it->get<bool>();
+    }
+  }
+  v->bos_id = id_of(bos);
+  v->eos_id = id_of(eos);
+  v->pad_id = id_of(pad);
+  v->unk_id = id_of(unk);
+  v->add_bos =
+      add_bos.value_or(template_adds(root.value("post_processor", json()), bos)) && v->bos_id >= 0;
+  return Status::ok();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Tokenizer>> from_hf_json(const std::string& tokenizer_json_path,
                                                   const std::string& tokenizer_config_path) {
   const std::string& name = tokenizer_json_path;
   SLUICE_ASSIGN_OR_RETURN(json root, load_json(tokenizer_json_path));
-  if (!root.is_object())
+  if (!root.is_object()) {
     return Status::invalid_argument(fmt::format("{}: not a JSON object", name));
-
+  }
   TokenizerVocab v;
   v.name = name;
   v.model = ModelKind::kBpeMerges;
@@ -254,39 +329,8 @@ StatusOr<std::unique_ptr<Tokenizer>> from_hf_json(const std::string& tokenizer_j
   auto model = root.find("model");
   if (model == root.end()) return Status::invalid_argument(fmt::format("{}: no \"model\"", name));
   SLUICE_RETURN_IF_ERROR(parse_model(*model, name, &by_id, &unk_token, &byte_fallback, &v));
-
-  // Added tokens: special ones are CONTROL, the others USER_DEFINED.
   std::map<int64_t, TokenType> added_types;
-  auto added = root.find("added_tokens");
-  if (added != root.end() && added->is_array()) {
-    for (const json& a : *added) {
-      const std::string* content = a.is_object() ? string_field(a, "content") : nullptr;
-      auto id_it = a.is_object() ? a.find("id") : a.end();
-      if (content == nullptr || id_it == a.end() || !id_it->is_number_integer() ||
-          id_it->get<int64_t>() < 0 ||
-          id_it->get<int64_t>() >= static_cast<int64_t>(kMaxVocabSize)) {
-        return Status::invalid_argument(
-            fmt::format("{}: added token {} lacks a string content or a valid id", name, a.dump()));
-      }
-      for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-        if (bool_field(a, flag, false)) return unsupported(name, "added-token flag", a);
-      }
-      if (bool_field(a, "normalized", false) &&
-          (content->find(' ') != std::string::npos ||
-           content->find(kSpaceEscape) != std::string::npos)) {
-        return unsupported(name, "normalized added token with a space", a);
-      }
-      int64_t id = id_it->get<int64_t>();
-      auto [it, fresh] = by_id.emplace(id, *content);
-      if (!fresh && it->second != *content) {
-        return Status::invalid_argument(
-            fmt::format("{}: added token {} is '{}' but the vocab has '{}'", name, id,
-                        printable_piece(*content), printable_piece(it->second)));
-      }
-      added_types[id] =
-          bool_field(a, "special", false) ? TokenType::kControl : TokenType::kUserDefined;
-    }
-  }
+  SLUICE_RETURN_IF_ERROR(parse_added_tokens(root, name, &by_id, &added_types));
 
   // Ids must be exactly 0..N-1.
   const size_t n = by_id.size();
@@ -307,35 +351,7 @@ StatusOr<std::unique_ptr<Tokenizer>> from_hf_json(const std::string& tokenizer_j
     }
     v.types.push_back(t);
   }
-
-  auto id_of = [&v](const std::string& text) -> int32_t {
-    for (size_t i = 0; i < v.pieces.size(); ++i) {
-      if (v.pieces[i] == text) return static_cast<int32_t>(i);
-    }
-    return -1;
-  };
-  std::string bos = "<bos>", eos = "<eos>", pad = "<pad>";
-  std::string unk = unk_token.empty() ? std::string("<unk>") : unk_token;
-  std::optional<bool> add_bos;
-  if (!tokenizer_config_path.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(json cfg, load_json(tokenizer_config_path));
-    if (!cfg.is_object()) {
-      return Status::invalid_argument(fmt::format("{}: not a JSON object", tokenizer_config_path));
-    }
-    bos = config_token(cfg, "bos_token").value_or(bos);
-    eos = config_token(cfg, "eos_token").value_or(eos);
-    pad = config_token(cfg, "pad_token").value_or(pad);
-    unk = config_token(cfg, "unk_token").value_or(unk);
-    if (auto it = cfg.find("add_bos_token"); it != cfg.end() && it->is_boolean()) {
-      add_bos = it->get<bool>();
-    }
-  }
-  v.bos_id = id_of(bos);
-  v.eos_id = id_of(eos);
-  v.pad_id = id_of(pad);
-  v.unk_id = id_of(unk);
-  v.add_bos =
-      add_bos.value_or(template_adds(root.value("post_processor", json()), bos)) && v.bos_id >= 0;
+  SLUICE_RETURN_IF_ERROR(read_special_ids(root, tokenizer_config_path, unk_token, &v));
   return Tokenizer::create(std::move(v));
 }
 

@@ -78,6 +78,7 @@ class Tokenizer {
   bool is_special(int32_t id) const;
   bool is_byte(int32_t id) const { return token_type(id) == TokenType::kByte; }
 
+  // The vocabulary as loaded, scores and types filled in; merges are dropped once indexed.
   const TokenizerVocab& vocab() const { return vocab_; }
 
  private:
@@ -96,6 +97,10 @@ class Tokenizer {
 // Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`): model "llama" (Gemma 3,
 // scores) or "gemma4" (merges). INVALID_ARGUMENT / NOT_FOUND naming the file and key when
 // a key is missing, mistyped or inconsistent; UNIMPLEMENTED for other tokenizer models.
+// NOTE: defaults and token types follow llama.cpp's loader, so ids and text agree with it:
+// texts it takes for end-of-generation markers are CONTROL whatever the file says (Gemma
+// 3's HTML tag "</s>" and Gemma 4's "<|tool_response>" then render empty unless asked),
+// and Gemma 4 always adds BOS.
 StatusOr<std::unique_ptr<Tokenizer>> from_gguf(const weights::GgufFile& gguf);
 
 // Builds the tokenizer a Hugging Face `tokenizer.json` describes (a BPE model with

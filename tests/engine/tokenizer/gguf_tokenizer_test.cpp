@@ -83,6 +83,9 @@ TEST(GgufTokenizerTest, Gemma3MatchesLlamaCpp) {
   EXPECT_EQ(c.decode_cases_ok, c.decode_cases) << report(c);
   EXPECT_GE(c.bos_cases, 1);
   EXPECT_EQ(c.bos_ok, c.bos_cases) << report(c);
+  // ~100 KB runs without a space (100k 'a', CJK, ...): no quadratic blow-up, same ids.
+  EXPECT_GE(c.long_cases, 5);
+  EXPECT_EQ(c.long_ok, c.long_cases) << report(c);
 }
 
 TEST(GgufTokenizerTest, Gemma3ChatTemplateText) {
@@ -128,6 +131,7 @@ TEST(GgufTokenizerTest, Gemma4VocabMatchesLlamaCpp) {
   EXPECT_EQ(c.decode_ok, c.strings) << report(c);
   EXPECT_EQ(c.decode_cases_ok, c.decode_cases) << report(c);
   EXPECT_EQ(c.bos_ok, c.bos_cases) << report(c);
+  EXPECT_EQ(c.long_ok, c.long_cases) << report(c);
 }
 
 }  // namespace

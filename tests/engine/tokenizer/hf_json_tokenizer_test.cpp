@@ -42,6 +42,8 @@ void expect_matches_reference(const Tokenizer& tok, const std::string& name) {
   EXPECT_EQ(c.encode_ok, c.strings) << report(c);
   EXPECT_EQ(c.encode_plain_ok, c.strings) << report(c);
   EXPECT_EQ(c.decode_ok, c.strings) << report(c);
+  EXPECT_GE(c.long_cases, 5);
+  EXPECT_EQ(c.long_ok, c.long_cases) << report(c);
 }
 
 TEST(HfJsonTokenizerTest, Gemma4LayoutMatchesTokenizersLibrary) {

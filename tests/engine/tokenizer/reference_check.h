@@ -87,12 +87,27 @@ struct CheckCounts {
   int decode_cases_ok = 0;
   int bos_cases = 0;  // lines with "ids_bos"
   int bos_ok = 0;
+  int long_cases = 0;  // lines with "long": ~100 KB texts, ids summarized by count and hash
+  int long_ok = 0;
   std::vector<std::string> failures;  // the first few, described
 
   void fail(std::string what) {
     if (failures.size() < 12) failures.push_back(std::move(what));
   }
 };
+
+// 64-bit FNV-1a over the ids as little-endian int32 bytes (as the reference tool hashes them).
+inline std::string fnv1a_ids(const std::vector<int32_t>& ids) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  for (int32_t id : ids) {
+    auto u = static_cast<uint32_t>(id);
+    for (int k = 0; k < 4; ++k) {
+      h ^= (u >> (8 * k)) & 0xFF;
+      h *= 0x100000001B3ULL;
+    }
+  }
+  return fmt::format("{:016x}", h);
+}
 
 // Checks every line of `ref` against `tok`. `check_plain` also checks "ids_plain" (special
 // parsing off, defaulting to "ids"); `check_decode` the decode fields and decode cases.
@@ -113,6 +128,24 @@ inline CheckCounts check_reference(const Tokenizer& tok, const ReferenceFile& re
       } else {
         c.fail(fmt::format("decode {}: got '{}' / '{}', want '{}' / '{}'", describe_ids(ids), got,
                            got_special, want, want_special));
+      }
+      continue;
+    }
+    if (line.contains("long")) {
+      ++c.long_cases;
+      std::string unit = line["long"]["unit"].get<std::string>();
+      std::string text;
+      for (int k = line["long"]["repeat"].get<int>(); k > 0; --k) text += unit;
+      auto got = tok.encode(text, /*add_bos=*/false, /*parse_special=*/true);
+      size_t want_n = line["num_ids"].get<size_t>();
+      std::string want_hash = line["fnv1a"].get<std::string>();
+      bool round_trip = tok.decode(got, /*render_special=*/true) == text;
+      if (got.size() == want_n && fnv1a_ids(got) == want_hash && round_trip) {
+        ++c.long_ok;
+      } else {
+        c.fail(fmt::format("long '{}' x {}: {} ids (want {}), hash {} (want {}), round trip {}",
+                           unit, line["long"]["repeat"].get<int>(), got.size(), want_n,
+                           fnv1a_ids(got), want_hash, round_trip));
       }
       continue;
     }
@@ -166,9 +199,9 @@ inline CheckCounts check_reference(const Tokenizer& tok, const ReferenceFile& re
 inline std::string report(const CheckCounts& c) {
   std::string s = fmt::format(
       "{} strings: encode {} ok, encode without special parsing {} ok, decode {} ok; "
-      "{} decode cases {} ok; {} BOS cases {} ok",
+      "{} decode cases {} ok; {} BOS cases {} ok; {} long texts {} ok",
       c.strings, c.encode_ok, c.encode_plain_ok, c.decode_ok, c.decode_cases, c.decode_cases_ok,
-      c.bos_cases, c.bos_ok);
+      c.bos_cases, c.bos_ok, c.long_cases, c.long_ok);
   for (const std::string& f : c.failures) s += "\n  " + f;
   return s;
 }
