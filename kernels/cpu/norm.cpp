@@ -9,6 +9,7 @@
 #include "common/half.h"
 #include "kernels/cpu/arg_checks.h"
 #include "kernels/cpu/ops_impl.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace sluice::kernels::cpu {
@@ -25,18 +26,19 @@ float inv_rms(const float* x, int64_t d, float eps, const IsaKernels& kern) {
   return 1.0f / std::sqrt(sum_squares / static_cast<float>(d) + eps);
 }
 
-// The weight actually applied: w, 1 + w, or nullptr for "all ones".
-struct NormWeight {
-  const float* w = nullptr;
-  bool one_plus = false;
-  float at(int64_t i) const { return w == nullptr ? 1.0f : (one_plus ? 1.0f + w[i] : w[i]); }
-};
-
-NormWeight check_norm_weight(const Tensor& weight, int64_t d, bool one_plus, const char* op) {
-  if (!weight.defined()) return {};
+// The weight actually applied, w, 1 + w or all ones, as one f32 vector (so the row loops
+// are plain multiplies that vectorise). Lives in the calling thread's scratch slot 2.
+const float* effective_weight(const Tensor& weight, int64_t d, bool one_plus, const char* op) {
+  float* w = scratch_floats(2, static_cast<size_t>(d));
+  if (!weight.defined()) {
+    std::fill(w, w + d, 1.0f);
+    return w;
+  }
   check_tensor(weight, op, "weight", DType::kF32, 1);
   check_dim(weight, 0, d, op, "weight");
-  return {f32_data(weight), one_plus};
+  const float* src = f32_data(weight);
+  for (int64_t i = 0; i < d; ++i) w[i] = one_plus ? 1.0f + src[i] : src[i];
+  return w;
 }
 
 }  // namespace
@@ -95,7 +97,7 @@ void run_rms_norm(const RmsNormArgs& args, const IsaKernels& kern) {
   check_same_shape(args.in, args.out, op, "in", "out");
   const int64_t R = args.in.dim(0);
   const int64_t D = args.in.dim(1);
-  const NormWeight w = check_norm_weight(args.weight, D, args.one_plus_weight, op);
+  const float* w = effective_weight(args.weight, D, args.one_plus_weight, op);
   const float* in = f32_data(args.in);
   float* out = f32_data(args.out);
   const int64_t ldi = args.in.strides[0], ldo = args.out.strides[0];
@@ -107,7 +109,7 @@ void run_rms_norm(const RmsNormArgs& args, const IsaKernels& kern) {
           const float* x = in + r * ldi;
           float* y = out + r * ldo;
           const float inv = inv_rms(x, D, eps, kern);
-          for (int64_t i = 0; i < D; ++i) y[i] = x[i] * inv * w.at(i);
+          for (int64_t i = 0; i < D; ++i) y[i] = x[i] * inv * w[i];
         }
       },
       rows_per_task(D));
@@ -120,7 +122,7 @@ void run_add_rms_norm(const AddRmsNormArgs& args, const IsaKernels& kern) {
   check_same_shape(args.in, args.residual, op, "in", "residual");
   const int64_t R = args.in.dim(0);
   const int64_t D = args.in.dim(1);
-  const NormWeight w = check_norm_weight(args.weight, D, args.one_plus_weight, op);
+  const float* w = effective_weight(args.weight, D, args.one_plus_weight, op);
   const float* in = f32_data(args.in);
   float* residual = f32_data(args.residual);
   const int64_t ldi = args.in.strides[0], ldr = args.residual.strides[0];
@@ -132,7 +134,7 @@ void run_add_rms_norm(const AddRmsNormArgs& args, const IsaKernels& kern) {
           const float* x = in + r * ldi;
           float* y = residual + r * ldr;
           const float inv = inv_rms(x, D, eps, kern);
-          for (int64_t i = 0; i < D; ++i) y[i] += x[i] * inv * w.at(i);
+          for (int64_t i = 0; i < D; ++i) y[i] += x[i] * inv * w[i];
         }
       },
       rows_per_task(D));

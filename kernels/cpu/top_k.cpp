@@ -49,7 +49,13 @@ void run_top_k(const TopKArgs& args) {
     if (static_cast<int64_t>(heap.size()) < k) {
       heap.push_back(c);
       std::push_heap(heap.begin(), heap.end(), ranks_before);
-    } else if (ranks_before(c, heap.front())) {
+      continue;
+    }
+    // Fast reject: most values are below the worst kept one (NaN fails the comparison too).
+    // Only exact ties and a NaN among the kept ones need the full order.
+    const float worst = heap.front().value;
+    if (!std::isnan(worst) && !(c.value >= worst)) continue;
+    if (ranks_before(c, heap.front())) {
       std::pop_heap(heap.begin(), heap.end(), ranks_before);
       heap.back() = c;
       std::push_heap(heap.begin(), heap.end(), ranks_before);
