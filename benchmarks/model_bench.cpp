@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     sluice::models::SequenceKv kv(cfg);
     auto t0 = std::chrono::steady_clock::now();
-    auto s = model.forward(prompt, kv, 1, logits);
+    auto s = kv.forward(model, prompt, 1, logits);
     auto t1 = std::chrono::steady_clock::now();
     if (!s.is_ok()) {
       std::fprintf(stderr, "%s\n", s.message().c_str());
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     int32_t next = sluice::sampling::argmax(logits);
     auto t2 = std::chrono::steady_clock::now();
     for (int i = 0; i < decode_tokens; ++i) {
-      s = model.forward(std::span<const int32_t>(&next, 1), kv, 1, logits);
+      s = kv.forward(model, std::span<const int32_t>(&next, 1), 1, logits);
       if (!s.is_ok()) {
         std::fprintf(stderr, "%s\n", s.message().c_str());
         return 1;

@@ -17,6 +17,8 @@ const char* OpTable::first_missing() const {
   if (softcap == nullptr) return "softcap";
   if (add == nullptr) return "add";
   if (scale == nullptr) return "scale";
+  if (cache_write == nullptr) return "cache_write";
+  if (paged_attention == nullptr) return "paged_attention";
   return nullptr;
 }
 

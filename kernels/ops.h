@@ -119,6 +119,34 @@ struct ScaleArgs {
   float scale = 1.0f;
 };
 
+// Writes the K and V rows of N new tokens into a paged KV cache, at their slots.
+// k, v [N, nkv, d] f32 (may be row-strided views); k_cache, v_cache [num_slots, nkv, d] f32
+// contiguous, where num_slots = num_blocks * block_size and slot = block * block_size + offset;
+// slots [N] i32 host, each in [0, num_slots) or -1 (the token is not cached, e.g. a layer
+// group whose blocks for it were not allocated).
+struct CacheWriteArgs {
+  Tensor k, v, k_cache, v_cache, slots;
+};
+
+// Attention for a flattened mixed batch (prefill chunks and decodes of several sequences)
+// over a paged KV cache. Token t belongs to sequence token_seq[t] and sits at absolute
+// position q_positions[t]; the key at position j of sequence s lives in slot
+// block_tables[s, j / block_size] * block_size + j % block_size. Key j is visible to a
+// query at position p when j <= p (and j < seq_lens[s]) and, with window W > 0, j > p - W;
+// block-table entries of blocks that cannot be visible (left the window) may be -1. Each
+// q_positions[t] < seq_lens[token_seq[t]]: the step's own keys are written first (cache_write).
+// q, out [N, nq, d] f32 (may be row-strided views); k_cache, v_cache [num_slots, nkv, d] f32;
+// token_seq, q_positions [N] i32 host; block_tables [S, max_blocks] i32 host; seq_lens [S]
+// i32 host. GQA, scale and soft-cap as in AttentionArgs. Each query reads only the blocks of
+// its own sequence, once, with no gather into a contiguous copy.
+struct PagedAttentionArgs {
+  Tensor out, q, k_cache, v_cache, token_seq, q_positions, block_tables, seq_lens;
+  int block_size = 16;
+  float scale = 1.0f;
+  int window = 0;
+  float softcap = 0.0f;
+};
+
 struct OpTable {
   const char* backend = "";
   void (*embedding)(const EmbeddingArgs&) = nullptr;
@@ -133,6 +161,8 @@ struct OpTable {
   void (*softcap)(const SoftcapArgs&) = nullptr;
   void (*add)(const AddArgs&) = nullptr;
   void (*scale)(const ScaleArgs&) = nullptr;
+  void (*cache_write)(const CacheWriteArgs&) = nullptr;
+  void (*paged_attention)(const PagedAttentionArgs&) = nullptr;
 
   // The name of the first op without an implementation, or nullptr when all are set.
   const char* first_missing() const;

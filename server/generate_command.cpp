@@ -186,7 +186,7 @@ int run_generate(const GenerateOptions& o) {
   for (int step = 0; step < o.max_tokens; ++step) {
     int rows = (step == 0 && dump.is_open()) ? static_cast<int>(step_tokens.size()) : 1;
     logits.resize(rows * V);
-    Status s = model.forward(step_tokens, kv, rows, logits);
+    Status s = kv.forward(model, step_tokens, rows, logits);
     if (!s.is_ok()) return fail(s, 1);
     if (dump.is_open()) dump.write(reinterpret_cast<const char*>(logits.data()), logits.size() * sizeof(float));
     std::span<const float> last(logits.data() + (rows - 1) * V, V);

@@ -1,6 +1,11 @@
 // The other ops at Gemma 3 270M sizes, and the thread pool's dispatch cost: attention
-// (decode over a long context, a 512-token prefill), rms_norm, geglu, softmax over the
-// vocabulary, top_k, and an empty parallel_for.
+// (decode over a long context, a 512-token prefill), paged_attention (batch-1 decodes at
+// several contexts, 16 decodes at once; GB/s of K and V read), rms_norm, geglu, softmax over
+// the vocabulary, top_k, and an empty parallel_for.
+
+#include <algorithm>
+#include <numeric>
+#include <random>
 
 #include "bench_util.h"
 #include "kernels/cpu/thread_pool.h"
@@ -30,6 +35,39 @@ void bm_attention(benchmark::State& state, CpuIsa isa, int64_t T, int64_t S) {
   double pairs = 0;  // (query, key) pairs visited, per head
   for (int64_t t = 0; t < T; ++t) pairs += pos[t] + 1;
   set_flops(state, 4.0 * pairs * nq * d);
+}
+
+// `batch` decodes, each the only query of its sequence at position ctx - 1, over a paged
+// cache of blocks of 16 in shuffled physical order. Bytes: the K and V rows read.
+void bm_paged_decode(benchmark::State& state, CpuIsa isa, int64_t batch, int64_t ctx) {
+  const OpTable* ops = ops_or_skip(state, isa);
+  if (ops == nullptr) return;
+  const int64_t nq = 4, nkv = 1, d = 256, bs = 16;  // Gemma 3 270M
+  const int64_t blocks_per_seq = (ctx + bs - 1) / bs, num_blocks = batch * blocks_per_seq;
+  std::vector<float> q = random_floats(batch * nq * d, 1), out(batch * nq * d);
+  std::vector<float> k = random_floats(num_blocks * bs * nkv * d, 2);
+  std::vector<float> v = random_floats(num_blocks * bs * nkv * d, 3);
+  std::vector<int32_t> tables(num_blocks), seq_lens(batch, static_cast<int32_t>(ctx));
+  std::vector<int32_t> token_seq(batch), pos(batch, static_cast<int32_t>(ctx - 1));
+  std::iota(tables.begin(), tables.end(), 0);
+  std::shuffle(tables.begin(), tables.end(), std::mt19937(4));
+  std::iota(token_seq.begin(), token_seq.end(), 0);
+  PagedAttentionArgs args;
+  args.q = Tensor::make(q.data(), DType::kF32, {batch, nq, d});
+  args.out = Tensor::make(out.data(), DType::kF32, {batch, nq, d});
+  args.k_cache = Tensor::make(k.data(), DType::kF32, {num_blocks * bs, nkv, d});
+  args.v_cache = Tensor::make(v.data(), DType::kF32, {num_blocks * bs, nkv, d});
+  args.token_seq = Tensor::make(token_seq.data(), DType::kI32, {batch});
+  args.q_positions = Tensor::make(pos.data(), DType::kI32, {batch});
+  args.block_tables = Tensor::make(tables.data(), DType::kI32, {batch, blocks_per_seq});
+  args.seq_lens = Tensor::make(seq_lens.data(), DType::kI32, {batch});
+  args.block_size = static_cast<int>(bs);
+  args.scale = 0.0625f;
+  for (auto _ : state) {
+    ops->paged_attention(args);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * batch * ctx * nkv * d * 2 * 4);
 }
 
 void bm_rms_norm(benchmark::State& state, CpuIsa isa, int64_t R) {
@@ -121,6 +159,14 @@ int register_all() {
                                  512, 512)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
+    for (auto [batch, ctx] :
+         {std::pair<int64_t, int64_t>{1, 512}, {1, 2048}, {1, 8192}, {16, 1024}}) {
+      const std::string name =
+          "paged_attention/decode_B" + std::to_string(batch) + "_S" + std::to_string(ctx) + suffix;
+      benchmark::RegisterBenchmark(name.c_str(), bm_paged_decode, isa, batch, ctx)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
     benchmark::RegisterBenchmark(("rms_norm/1x640" + suffix).c_str(), bm_rms_norm, isa, 1)
         ->UseRealTime();
     benchmark::RegisterBenchmark(("rms_norm/512x640" + suffix).c_str(), bm_rms_norm, isa, 512)

@@ -59,51 +59,36 @@ void Gemma3Model::ensure_scratch(int T) {
   gate_.resize(T * I);
   up_.resize(T * I);
   act_.resize(T * I);
-  positions_.resize(T);
   scratch_tokens_ = T;
 }
 
-Status Gemma3Model::forward(std::span<const int32_t> tokens, SequenceKv& kv, int num_logit_rows,
-                            std::span<float> logits) {
+Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) {
   const ModelConfig& c = config_;
-  const int T = static_cast<int>(tokens.size());
-  if (T == 0) return Status::invalid_argument("forward called with no tokens");
-  if (num_logit_rows < 1 || num_logit_rows > T) {
-    return Status::invalid_argument(fmt::format("num_logit_rows {} not in [1, {}]", num_logit_rows, T));
-  }
-  if (logits.size() != static_cast<size_t>(num_logit_rows) * c.vocab_size) {
-    return Status::invalid_argument(fmt::format("logits buffer holds {} floats, need {}",
-                                                logits.size(), static_cast<size_t>(num_logit_rows) * c.vocab_size));
-  }
-  for (int t = 0; t < T; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
-      return Status::invalid_argument(
-          fmt::format("token id {} at position {} is outside the vocabulary [0, {})", tokens[t], t, c.vocab_size));
-    }
-  }
-  const int start = kv.num_tokens;
-  if (static_cast<int64_t>(start) + T > c.max_position_embeddings) {
-    return Status::invalid_argument(fmt::format(
-        "sequence of {} tokens exceeds the model's context length {}", start + T, c.max_position_embeddings));
-  }
+  SLUICE_RETURN_IF_ERROR(validate_forward_batch(c, batch, cache, logits));
+  const int T = static_cast<int>(batch.tokens.size());
+  const int S = static_cast<int>(batch.seq_lens.size());
   ensure_scratch(T);
-  kv.reserve(start + T);
-  for (int t = 0; t < T; ++t) positions_[t] = start + t;
 
   const int64_t H = c.hidden_size, nq = c.num_heads;
   const float eps = c.rms_norm_eps;
   const bool one_plus = c.norm_one_plus_weight;
+  auto i32 = [](std::span<const int32_t> s, std::initializer_list<int64_t> shape) {
+    return Tensor::make(const_cast<int32_t*>(s.data()), DType::kI32, shape);
+  };
   Tensor x = Tensor::make(x_.data(), DType::kF32, {T, H});
   Tensor a = Tensor::make(a_.data(), DType::kF32, {T, H});
   Tensor o = Tensor::make(o_.data(), DType::kF32, {T, H});
-  Tensor pos = Tensor::make(positions_.data(), DType::kI32, {T});
-  Tensor ids = Tensor::make(const_cast<int32_t*>(tokens.data()), DType::kI32, {T});
+  Tensor pos = i32(batch.positions, {T});
+  Tensor token_seq = i32(batch.token_seq, {T});
+  Tensor seq_lens = i32(batch.seq_lens, {S});
 
-  ops_.embedding({x, embed_, ids, c.embed_scale});
+  ops_.embedding({x, embed_, i32(batch.tokens, {T}), c.embed_scale});
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     const Gemma3Layer& L = layers_[li];
     const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int g = cache.group_of_layer(li);
+    const KvGroupBatch& gb = batch.groups[g];
     Tensor q = Tensor::make(q_.data(), DType::kF32, {T, nq * d});
     Tensor k = Tensor::make(k_.data(), DType::kF32, {T, nkv * d});
     Tensor v = Tensor::make(v_.data(), DType::kF32, {T, nkv * d});
@@ -119,14 +104,12 @@ Status Gemma3Model::forward(std::span<const int32_t> tokens, SequenceKv& kv, int
     const RopeConfig& r = lc.rope;
     ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
     ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
-    // Append this chunk's K/V to the sequence cache, then attend over all positions so far.
-    const size_t row = static_cast<size_t>(nkv * d);
-    std::copy(k_.begin(), k_.begin() + T * row, kv.k_row(li, start));
-    std::copy(v_.begin(), v_.begin() + T * row, kv.v_row(li, start));
+    ops_.cache_write({k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
     Tensor attn = Tensor::make(attn_.data(), DType::kF32, {T, nq, d});
-    int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    ops_.attention({attn, q.view({T, nq, d}), kv.k(li, start + T), kv.v(li, start + T), pos,
-                    c.attn_scale, window, c.attn_logit_softcap});
+    const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
+    ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
+                          i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
+                          c.attn_scale, window, c.attn_logit_softcap});
     ops_.matmul({o, attn.view({T, nq * d}), L.wo});
     ops_.add_rms_norm({x, o, L.post_attn_norm, eps, one_plus});
 
@@ -140,12 +123,17 @@ Status Gemma3Model::forward(std::span<const int32_t> tokens, SequenceKv& kv, int
     ops_.matmul({o, act, L.w_down});
     ops_.add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus});
   }
-  kv.num_tokens = start + T;
 
-  Tensor last = x.slice_rows(T - num_logit_rows, T);
-  Tensor y = a.slice_rows(0, num_logit_rows);
-  ops_.rms_norm({y, last, final_norm_, eps, one_plus});
-  Tensor out = Tensor::make(logits.data(), DType::kF32, {num_logit_rows, c.vocab_size});
+  // Logits only where a token is sampled: gather those rows, norm them, run the tied head.
+  const int R = static_cast<int>(batch.logit_rows.size());
+  if (R == 0) return Status::ok();
+  for (int i = 0; i < R; ++i) {
+    std::copy_n(x_.data() + static_cast<size_t>(batch.logit_rows[i]) * H, H, o_.data() + static_cast<size_t>(i) * H);
+  }
+  Tensor rows = o.slice_rows(0, R);
+  Tensor y = a.slice_rows(0, R);
+  ops_.rms_norm({y, rows, final_norm_, eps, one_plus});
+  Tensor out = Tensor::make(logits.data(), DType::kF32, {R, c.vocab_size});
   ops_.matmul({out, y, embed_});
   if (c.final_logit_softcap > 0) ops_.softcap({out, c.final_logit_softcap});
   return Status::ok();

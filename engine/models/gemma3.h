@@ -23,8 +23,7 @@ class Gemma3Model final : public Model {
                                                      const kernels::OpTable& ops);
 
   const ModelConfig& config() const override { return config_; }
-  Status forward(std::span<const int32_t> tokens, SequenceKv& kv, int num_logit_rows,
-                 std::span<float> logits) override;
+  Status forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) override;
 
  private:
   Gemma3Model(ModelConfig config, WeightBinder binder, const kernels::OpTable& ops)
@@ -41,7 +40,6 @@ class Gemma3Model final : public Model {
   // Scratch for one forward call, sized for the largest T seen so far.
   int scratch_tokens_ = 0;
   std::vector<float> x_, a_, q_, k_, v_, attn_, o_, gate_, up_, act_;
-  std::vector<int32_t> positions_;
 };
 
 }  // namespace sluice::models

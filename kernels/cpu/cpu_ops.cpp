@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "kernels/cpu/ops_impl.h"
+#include "kernels/cpu/paged_ops.h"
 
 namespace sluice::kernels::cpu {
 namespace {
@@ -29,6 +30,9 @@ struct Bound {
   static void attention(const AttentionArgs& a) { run_attention(a, kernels_of(kIsa)); }
   static void geglu(const GegluArgs& a) { run_geglu(a, kernels_of(kIsa)); }
   static void softmax(const SoftmaxArgs& a) { run_softmax(a, kernels_of(kIsa)); }
+  static void paged_attention(const PagedAttentionArgs& a) {
+    run_paged_attention(a, kernels_of(kIsa));
+  }
 
   static OpTable table() {
     OpTable t;
@@ -47,6 +51,8 @@ struct Bound {
     t.softcap = run_softcap;
     t.add = run_add;
     t.scale = run_scale;
+    t.cache_write = run_cache_write;
+    t.paged_attention = paged_attention;
     return t;
   }
 };

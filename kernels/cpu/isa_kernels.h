@@ -56,6 +56,16 @@ struct IsaKernels {
   // acc[i] += sum_{j<n} p[j] * rows[j*row_stride + i] for i in [0, d).
   void (*weighted_sum_rows)(const float* p, const float* rows, int64_t row_stride, int64_t n,
                             int64_t d, float* acc);
+  // The same for m query rows at once (the heads of one KV group), reading each key or value
+  // row once for all of them. Each output element is the one-row kernel's, bit for bit when
+  // d is a multiple of 16 (otherwise the scalar tail may round differently).
+  //   out[i*ldo + j] = sum_{c<d} x[i*ldx + c] * rows[j*row_stride + c]   for i < m, j < n
+  //   acc[i*ldacc + c] += sum_{j<n} p[i*ldp + j] * rows[j*row_stride + c] for i < m, c < d
+  void (*dot_rows_multi)(const float* x, int64_t ldx, int64_t m, const float* rows,
+                         int64_t row_stride, int64_t n, int64_t d, float* out, int64_t ldo);
+  void (*weighted_sum_rows_multi)(const float* p, int64_t ldp, int64_t m, const float* rows,
+                                  int64_t row_stride, int64_t n, int64_t d, float* acc,
+                                  int64_t ldacc);
   // out[i] = exp(x[i] - shift) for i in [0, n) (out may alias x); returns the sum of out.
   // Results below about 1e-38 may flush to zero.
   float (*exp_sum)(const float* x, int64_t n, float shift, float* out);

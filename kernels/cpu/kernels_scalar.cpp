@@ -173,6 +173,18 @@ void weighted_sum_rows(const float* p, const float* rows, int64_t row_stride, in
   }
 }
 
+void dot_rows_multi(const float* x, int64_t ldx, int64_t m, const float* rows, int64_t row_stride,
+                    int64_t n, int64_t d, float* out, int64_t ldo) {
+  for (int64_t i = 0; i < m; ++i) dot_rows(x + i * ldx, rows, row_stride, n, d, out + i * ldo);
+}
+
+void weighted_sum_rows_multi(const float* p, int64_t ldp, int64_t m, const float* rows,
+                             int64_t row_stride, int64_t n, int64_t d, float* acc, int64_t ldacc) {
+  for (int64_t i = 0; i < m; ++i) {
+    weighted_sum_rows(p + i * ldp, rows, row_stride, n, d, acc + i * ldacc);
+  }
+}
+
 float exp_sum(const float* x, int64_t n, float shift, float* out) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
@@ -189,8 +201,9 @@ void geglu(const float* gate, const float* up, float* out, int64_t n) {
 }  // namespace
 
 const IsaKernels kScalarKernels = {
-    "scalar",    gemm_dot, /*packed_min_rows=*/4, kPanelWidth, pack_panels,
-    gemm_packed, dot_rows, weighted_sum_rows,     exp_sum,     geglu,
+    "scalar",    gemm_dot, /*packed_min_rows=*/4, kPanelWidth,    pack_panels,
+    gemm_packed, dot_rows, weighted_sum_rows,     dot_rows_multi, weighted_sum_rows_multi,
+    exp_sum,     geglu,
 };
 
 }  // namespace sluice::kernels::cpu

@@ -63,7 +63,7 @@ TEST_F(Gemma3_270M, GreedyTokensAndFirstStepLogitsMatchTransformers) {
     std::vector<double> margins = p["hf"]["top1_top2_margin"].get<std::vector<double>>();
     SequenceKv kv(model.config());
     std::vector<float> logits(V);
-    ASSERT_TRUE(model.forward(prompt, kv, 1, logits).is_ok());
+    ASSERT_TRUE(kv.forward(model, prompt, 1, logits).is_ok());
 
     // First step: the reference's top 100 and, where committed, the whole row.
     const json& top = p["hf"]["first_step_top100"];
@@ -87,7 +87,7 @@ TEST_F(Gemma3_270M, GreedyTokensAndFirstStepLogitsMatchTransformers) {
       int32_t next = sampling::argmax(logits);
       got.push_back(next);
       if (next != want[step]) break;
-      ASSERT_TRUE(model.forward(std::span(&got.back(), 1), kv, 1, logits).is_ok());
+      ASSERT_TRUE(kv.forward(model, std::span(&got.back(), 1), 1, logits).is_ok());
     }
     // Token for token; the one allowance is a step where the reference's top two logits are
     // closer than twice the logit tolerance (a near-tie that summation order may flip).

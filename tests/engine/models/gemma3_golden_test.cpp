@@ -43,7 +43,7 @@ TEST_P(Gemma3Golden, FullPromptLogitsMatchTransformers) {
     ASSERT_EQ(want.size(), ids.size() * V);
     SequenceKv kv(model.config());
     std::vector<float> got(ids.size() * V);
-    ASSERT_TRUE(model.forward(ids, kv, static_cast<int>(ids.size()), got).is_ok());
+    ASSERT_TRUE(kv.forward(model, ids, static_cast<int>(ids.size()), got).is_ok());
     EXPECT_LT(max_abs_diff(got, want), 1e-4f) << "prompt " << p["index"] << " of " << ids.size() << " tokens";
   }
 }
@@ -68,7 +68,7 @@ TEST_P(Gemma3Golden, ChunkedPrefillAndDecodeMatchFullPrompt) {
     if (!chunks.empty()) chunks.erase(chunks.begin());
     n = std::min(n, ids.size() - pos);
     std::vector<float> got(n * V);
-    ASSERT_TRUE(model.forward(std::span(ids).subspan(pos, n), kv, static_cast<int>(n), got).is_ok());
+    ASSERT_TRUE(kv.forward(model, std::span(ids).subspan(pos, n), static_cast<int>(n), got).is_ok());
     EXPECT_LT(max_abs_diff(got, std::span(want).subspan(pos * V, n * V)), 1e-4f) << "chunk at " << pos;
     pos += n;
   }
@@ -85,7 +85,7 @@ TEST(Gemma3Forward, RejectsOutOfRangeTokenIds) {
   std::vector<float> logits(model.config().vocab_size);
   for (int32_t bad : {-1, model.config().vocab_size, INT32_MAX}) {
     std::vector<int32_t> ids = {2, bad};
-    Status s = model.forward(ids, kv, 1, logits);
+    Status s = kv.forward(model, ids, 1, logits);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ(kv.num_tokens, 0);
   }

@@ -1,0 +1,64 @@
+#include <fmt/format.h>
+
+#include "engine/models/model.h"
+
+namespace sluice::models {
+
+Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, PagedKvCache& cache,
+                      std::span<float> logits) {
+  const size_t N = b.tokens.size();
+  const size_t S = b.seq_lens.size();
+  if (N == 0) return Status::invalid_argument("forward batch has no tokens");
+  if (b.positions.size() != N || b.token_seq.size() != N) {
+    return Status::invalid_argument(fmt::format("forward batch: {} tokens, {} positions, {} sequence indices",
+                                                N, b.positions.size(), b.token_seq.size()));
+  }
+  if (b.groups.size() != cache.groups().size()) {
+    return Status::invalid_argument(fmt::format("forward batch has {} KV groups, the cache {}",
+                                                b.groups.size(), cache.groups().size()));
+  }
+  for (size_t s = 0; s < S; ++s) {
+    if (b.seq_lens[s] < 1 || b.seq_lens[s] > c.max_position_embeddings) {
+      return Status::invalid_argument(fmt::format(
+          "sequence {} has {} positions; the model's context length is {}", s, b.seq_lens[s], c.max_position_embeddings));
+    }
+  }
+  for (size_t t = 0; t < N; ++t) {
+    if (b.tokens[t] < 0 || b.tokens[t] >= c.vocab_size) {
+      return Status::invalid_argument(fmt::format(
+          "token id {} at position {} is outside the vocabulary [0, {})", b.tokens[t], t, c.vocab_size));
+    }
+    const int32_t s = b.token_seq[t];
+    if (s < 0 || static_cast<size_t>(s) >= S || b.positions[t] < 0 || b.positions[t] >= b.seq_lens[s]) {
+      return Status::invalid_argument(fmt::format("token {}: sequence {} / position {} out of range", t, s, b.positions[t]));
+    }
+  }
+  for (size_t g = 0; g < b.groups.size(); ++g) {
+    const KvGroupBatch& gb = b.groups[g];
+    const int64_t num_slots = static_cast<int64_t>(cache.num_blocks(static_cast<int>(g))) * cache.block_size();
+    if (gb.slots.size() != N || gb.max_blocks < 1 || gb.block_tables.size() != S * static_cast<size_t>(gb.max_blocks)) {
+      return Status::invalid_argument(fmt::format("forward batch: KV group {} has {} slots and {} block-table entries",
+                                                  g, gb.slots.size(), gb.block_tables.size()));
+    }
+    for (int32_t slot : gb.slots) {
+      if (slot < -1 || slot >= num_slots) {
+        return Status::invalid_argument(fmt::format("KV group {}: slot {} outside [0, {})", g, slot, num_slots));
+      }
+    }
+    for (int32_t blk : gb.block_tables) {
+      if (blk < -1 || blk >= cache.num_blocks(static_cast<int>(g))) {
+        return Status::invalid_argument(fmt::format("KV group {}: block {} outside [0, {})", g, blk, cache.num_blocks(static_cast<int>(g))));
+      }
+    }
+  }
+  for (int32_t r : b.logit_rows) {
+    if (r < 0 || static_cast<size_t>(r) >= N) return Status::invalid_argument(fmt::format("logit row {} outside [0, {})", r, N));
+  }
+  if (logits.size() != b.logit_rows.size() * static_cast<size_t>(c.vocab_size)) {
+    return Status::invalid_argument(fmt::format("logits buffer holds {} floats, need {}", logits.size(),
+                                                b.logit_rows.size() * static_cast<size_t>(c.vocab_size)));
+  }
+  return Status::ok();
+}
+
+}  // namespace sluice::models
