@@ -1,84 +1,19 @@
 #include "engine/models/model_config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/log.h"
+#include "engine/models/config_parse_detail.h"
 #include "engine/weights/gguf.h"
 
 namespace sluice::models {
-namespace {
+namespace detail {
 
 using nlohmann::json;
-
-// Bounds that keep every derived size far from overflow; real models sit well inside them.
-constexpr int kMaxHidden = 65536;
-constexpr int kMaxLayers = 512;
-constexpr int kMaxHeads = 1024;
-constexpr int kMaxHeadDim = 1024;
-constexpr int kMaxVocab = 1 << 22;
-constexpr int kMaxIntermediate = 1 << 20;
-constexpr int kMaxContext = 1 << 24;
-
-class JsonReader {
- public:
-  JsonReader(const json& obj, std::string_view where) : obj_(obj), where_(where) {}
-
-  bool has(const char* key) const { return obj_.contains(key) && !obj_.at(key).is_null(); }
-
-  Status int_in(const char* key, int lo, int hi, int* out, std::optional<int> fallback) const {
-    if (!has(key)) {
-      if (fallback) {
-        *out = *fallback;
-        return Status::ok();
-      }
-      return Status::invalid_argument(fmt::format("{}: missing required key '{}'", where_, key));
-    }
-    const json& v = obj_.at(key);
-    if (!v.is_number_integer()) {
-      return Status::invalid_argument(
-          fmt::format("{}: '{}' must be an integer, got {}", where_, key, v.dump()));
-    }
-    int64_t x = v.get<int64_t>();
-    if (x < lo || x > hi) {
-      return Status::invalid_argument(
-          fmt::format("{}: '{}' is {}, supported range [{}, {}]", where_, key, x, lo, hi));
-    }
-    *out = static_cast<int>(x);
-    return Status::ok();
-  }
-
-  Status float_in(const char* key, double lo, double hi, float* out,
-                  std::optional<double> fallback) const {
-    if (!has(key)) {
-      if (fallback) {
-        *out = static_cast<float>(*fallback);
-        return Status::ok();
-      }
-      return Status::invalid_argument(fmt::format("{}: missing required key '{}'", where_, key));
-    }
-    const json& v = obj_.at(key);
-    if (!v.is_number()) {
-      return Status::invalid_argument(
-          fmt::format("{}: '{}' must be a number, got {}", where_, key, v.dump()));
-    }
-    double x = v.get<double>();
-    if (!(x >= lo && x <= hi)) {
-      return Status::invalid_argument(
-          fmt::format("{}: '{}' is {}, supported range [{}, {}]", where_, key, x, lo, hi));
-    }
-    *out = static_cast<float>(x);
-    return Status::ok();
-  }
-
-  std::string_view where() const { return where_; }
-  const json& obj() const { return obj_; }
-
- private:
-  const json& obj_;
-  std::string_view where_;
-};
 
 RopeConfig full_rope(int head_dim, float theta, float freq_scale) {
   RopeConfig r;
@@ -182,6 +117,13 @@ Status validate(const ModelConfig& c, std::string_view where) {
   }
   return Status::ok();
 }
+
+}  // namespace detail
+
+namespace {
+
+using nlohmann::json;
+using namespace detail;
 
 StatusOr<ModelConfig> parse_gemma3_text(const json& cfg, std::string_view where) {
   JsonReader r(cfg, where);
@@ -312,6 +254,7 @@ StatusOr<ModelConfig> parse_gemma3_text(const json& cfg, std::string_view where)
 const char* arch_name(Arch a) {
   switch (a) {
     case Arch::kGemma3: return "gemma3";
+    case Arch::kGemma4: return "gemma4";
   }
   return "?";
 }
@@ -363,8 +306,24 @@ StatusOr<ModelConfig> parse_hf_config(std::string_view json_text, std::string_vi
     return parse_gemma3_text(text, where);
   }
   if (model_type == "gemma3_text") return parse_gemma3_text(cfg, where);
+  if (model_type == "gemma4" && cfg.contains("text_config") && cfg.at("text_config").is_object()) {
+    json text = cfg.at("text_config");
+    if (cfg.contains("eos_token_id") && !cfg.at("eos_token_id").is_null()) {
+      text["eos_token_id"] = cfg["eos_token_id"];  // the instruction-tuned stop list lives here
+    }
+    std::vector<std::string> towers;
+    for (const char* t : {"vision_config", "audio_config"}) {
+      if (cfg.contains(t) && !cfg.at(t).is_null()) towers.emplace_back(t);
+    }
+    if (!towers.empty()) {
+      SLUICE_LOG_INFO("{}: gemma4 text decoder only; skipping {}", where, fmt::join(towers, ", "));
+    }
+    return parse_gemma4_text(text, where);
+  }
+  if (model_type == "gemma4_text") return parse_gemma4_text(cfg, where);
   return Status::invalid_argument(fmt::format(
-      "{}: model_type '{}' is not supported (supported: gemma3_text, gemma3)", where, model_type));
+      "{}: model_type '{}' is not supported (supported: gemma3_text, gemma3, gemma4_text, gemma4)",
+      where, model_type));
 }
 
 StatusOr<ModelConfig> config_from_gguf(const weights::GgufFile& gguf) {

@@ -16,7 +16,7 @@ class GgufFile;
 
 namespace sluice::models {
 
-enum class Arch : uint8_t { kGemma3 };
+enum class Arch : uint8_t { kGemma3, kGemma4 };
 const char* arch_name(Arch a);
 
 enum class LayerType : uint8_t { kSliding, kGlobal };
@@ -34,8 +34,15 @@ struct LayerConfig {
   LayerType type = LayerType::kSliding;
   int head_dim = 0;
   int num_kv_heads = 0;
-  int intermediate_size = 0;
+  int intermediate_size = 0;  // dense MLP width (doubled on Gemma 4 E2B's KV-shared layers)
   RopeConfig rope;
+  // Gemma 4. Defaults describe a Gemma 3 layer.
+  int kv_source_layer = -1;  // -1: computes and caches its own K/V; else the layer whose K/V it reads
+  bool k_eq_v = false;       // no v_proj: V is the raw K projection (Gemma 4 global layers, K=V)
+  bool has_ple = false;      // per-layer-input gate/projection after the MLP
+  bool moe = false;          // MoE branch beside the dense MLP
+
+  bool owns_kv() const { return kv_source_layer < 0; }
 };
 
 struct ModelConfig {
@@ -59,6 +66,18 @@ struct ModelConfig {
   std::vector<int32_t> eos_token_ids;  // generation stops on any of these
   std::vector<LayerConfig> layers;
 
+  // Gemma 4 only; the defaults keep Gemma 3 behaviour.
+  int hidden_size_per_layer_input = 0;  // PLE width P (0: no per-layer embeddings)
+  int vocab_size_per_layer_input = 0;   // rows of the PLE table
+  int num_kv_shared_layers = 0;         // the last N layers read another layer's K/V
+  bool use_double_wide_mlp = false;     // KV-shared layers use a 2x intermediate size
+  bool enable_moe_block = false;        // every layer has a MoE branch beside the dense MLP
+  int num_experts = 0;
+  int top_k_experts = 0;
+  int moe_intermediate_size = 0;
+  bool v_norm = false;                  // V is RMS-normalised per head without a weight
+  bool layer_scalar = false;            // each layer output is multiplied by a learned [1] scalar
+
   int num_global_layers() const;
   // Largest per-layer value, for sizing scratch buffers.
   int max_head_dim() const;
@@ -67,9 +86,12 @@ struct ModelConfig {
   std::string summary() const;
 };
 
-// Parses the text of a config.json (a Gemma3ForCausalLM `gemma3_text` config, or a
-// multimodal `gemma3` config whose `text_config` holds it). `where` names the file in errors.
-// An unsupported value names the key and the supported values.
+// Parses the text of a config.json: a `gemma3_text` / `gemma4_text` config, or a multimodal
+// `gemma3` / `gemma4` config whose `text_config` holds it (vision and audio towers are
+// skipped). Gemma 4 accepts both the published layout (`global_head_dim`,
+// `num_global_key_value_heads`) and transformers' newer `per_layer_config` overrides.
+// `where` names the file in errors. An unsupported value names the key and the supported
+// values.
 StatusOr<ModelConfig> parse_hf_config(std::string_view json_text, std::string_view where);
 
 // Reads a GGUF's `general.architecture` metadata (gemma3 today).

@@ -12,6 +12,7 @@ std::vector<KvGroupLayout> kv_group_layouts(const ModelConfig& config) {
   std::vector<KvGroupLayout> groups;
   for (int l = 0; l < config.num_layers; ++l) {
     const LayerConfig& lc = config.layers[l];
+    if (!lc.owns_kv()) continue;  // KV-shared layers read their source layer's storage
     const int window = lc.type == LayerType::kSliding ? config.sliding_window : 0;
     KvGroupLayout* g = nullptr;
     for (auto& cand : groups) {
@@ -44,6 +45,9 @@ PagedKvCache::PagedKvCache(const ModelConfig& config, int block_size, std::vecto
     for (int l : groups_[g].layers) layer_group_[l] = static_cast<int>(g);
     grow(static_cast<int>(g), num_blocks[g]);
   }
+  for (int l = 0; l < config.num_layers; ++l) {
+    if (!config.layers[l].owns_kv()) layer_group_[l] = layer_group_[storage_layer(l)];
+  }
 }
 
 uint64_t PagedKvCache::total_bytes() const {
@@ -63,13 +67,20 @@ void PagedKvCache::grow(int group, int num_blocks) {
   num_blocks_[group] = num_blocks;
 }
 
+int PagedKvCache::storage_layer(int layer) const {
+  const LayerConfig& lc = config_.layers[layer];
+  return lc.owns_kv() ? layer : lc.kv_source_layer;
+}
+
 kernels::Tensor PagedKvCache::k(int layer) {
+  layer = storage_layer(layer);
   const KvGroupLayout& g = groups_[layer_group_[layer]];
   int64_t slots = static_cast<int64_t>(num_blocks_[layer_group_[layer]]) * block_size_;
   return kernels::Tensor::make(k_[layer].data(), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});
 }
 
 kernels::Tensor PagedKvCache::v(int layer) {
+  layer = storage_layer(layer);
   const KvGroupLayout& g = groups_[layer_group_[layer]];
   int64_t slots = static_cast<int64_t>(num_blocks_[layer_group_[layer]]) * block_size_;
   return kernels::Tensor::make(v_[layer].data(), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});

@@ -27,7 +27,7 @@ struct KvGroupLayout {
   uint64_t bytes_per_block(int block_size) const;
 };
 
-// The model's KV groups: layers with the same attention type and KV shape share a group.
+// The model's KV groups: layers that own K/V storage, grouped by attention type and KV shape.
 std::vector<KvGroupLayout> kv_group_layouts(const ModelConfig& config);
 
 class PagedKvCache {
@@ -41,13 +41,15 @@ class PagedKvCache {
   int group_of_layer(int layer) const { return layer_group_[layer]; }
   uint64_t total_bytes() const;
 
-  kernels::Tensor k(int layer);  // [num_slots, nkv, d]
+  // [num_slots, nkv, d]; a KV-shared layer (Gemma 4) gets its source layer's storage.
+  kernels::Tensor k(int layer);
   kernels::Tensor v(int layer);
 
   // Grows group `group` to `num_blocks` blocks, keeping the content of existing blocks.
   void grow(int group, int num_blocks);
 
  private:
+  int storage_layer(int layer) const;
   const ModelConfig& config_;
   int block_size_;
   std::vector<KvGroupLayout> groups_;

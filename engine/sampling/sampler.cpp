@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/sampling/penalties.h"
+
 namespace sluice::sampling {
 
 int32_t argmax(std::span<const float> logits) {
@@ -21,27 +23,71 @@ int32_t argmax(std::span<const float> logits) {
   return best;
 }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params) {
+Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt_tokens)
+    : params_(params), prompt_ids_(prompt_tokens.begin(), prompt_tokens.end()) {
   if (params.seed) {
     rng_.seed(*params.seed);
   } else {
     std::random_device rd;
     rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
   }
+  std::sort(prompt_ids_.begin(), prompt_ids_.end());
+  prompt_ids_.erase(std::unique(prompt_ids_.begin(), prompt_ids_.end()), prompt_ids_.end());
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
-  if (params_.temperature <= 0.0f || params_.top_k == 1) return argmax(logits);
+void Sampler::accept(int32_t token) {
+  ++num_generated_;
+  int32_t& count = counts_[token];
+  if (count++ == 0 && !std::binary_search(prompt_ids_.begin(), prompt_ids_.end(), token)) {
+    generated_only_ids_.push_back(token);
+  }
+}
+
+std::span<const float> Sampler::process(std::span<const float> logits) {
+  const SamplingParams& p = params_;
+  const bool repetition =
+      p.repetition_penalty != 1.0f && (!prompt_ids_.empty() || !generated_only_ids_.empty());
+  const bool presence_frequency =
+      (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) && !counts_.empty();
+  const bool bias = !p.logit_bias.empty();
+  const bool mask = num_generated_ < p.min_tokens && !p.stop_token_ids.empty();
+  if (!repetition && !presence_frequency && !bias && !mask) return logits;
+
+  work_.assign(logits.begin(), logits.end());
+  std::span<float> w(work_);
+  if (repetition) {
+    apply_repetition_penalty(w, p.repetition_penalty, prompt_ids_);
+    apply_repetition_penalty(w, p.repetition_penalty, generated_only_ids_);
+  }
+  if (presence_frequency) {
+    apply_presence_frequency(w, p.presence_penalty, p.frequency_penalty, counts_);
+  }
+  if (bias) apply_logit_bias(w, p.logit_bias);
+  if (mask) mask_tokens(w, p.stop_token_ids);
+  return w;
+}
+
+int32_t Sampler::sample(std::span<const float> logits, SampleLogprobs* out_logprobs) {
+  std::span<const float> l = process(logits);
+  int32_t token = (params_.temperature <= 0.0f || params_.top_k == 1) ? argmax(l) : draw(l);
+  if (out_logprobs != nullptr && params_.logprobs >= 0 && !l.empty()) {
+    compute_logprobs(l, token, params_.logprobs, out_logprobs);
+  }
+  return token;
+}
+
+int32_t Sampler::draw(std::span<const float> logits) {
   const float inv_t = 1.0f / params_.temperature;
 
-  // Candidates as (scaled logit, id), NaN dropped.
+  // Candidates as (scaled logit, id); NaN and -inf (masked) dropped.
   auto& c = candidates_;
   c.clear();
   c.reserve(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) {
-    if (!std::isnan(logits[i])) c.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+    float v = logits[i];
+    if (!std::isnan(v) && v != -INFINITY) c.emplace_back(v * inv_t, static_cast<int32_t>(i));
   }
-  if (c.empty()) return 0;
+  if (c.empty()) return argmax(logits);
   auto by_value_desc = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <map>
 
+// Designated initializers of SamplingParams leave the other fields at their defaults.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 namespace sluice::sampling {
 namespace {
 
@@ -50,7 +53,8 @@ TEST(Sampler, TopKTopPMinPRestrictCandidates) {
     EXPECT_TRUE(id == 10 || id == 20) << id;
   }
   // top-p small enough keeps only the best.
-  for (auto [id, n] : histogram({.temperature = 1.0f, .top_p = 0.05f, .seed = 3}, l, 500)) EXPECT_EQ(id, 10);
+  for (auto [id, n] : histogram({.temperature = 1.0f, .top_p = 0.05f, .seed = 3}, l, 500))
+    EXPECT_EQ(id, 10);
   // min-p 0.5: exp(-0.5)=0.61 keeps 20, exp(-1)=0.37 drops 30 and the tail.
   for (auto [id, n] : histogram({.temperature = 1.0f, .min_p = 0.5f, .seed = 3}, l, 2000)) {
     EXPECT_TRUE(id == 10 || id == 20) << id;
