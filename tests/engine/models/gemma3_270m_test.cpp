@@ -17,7 +17,7 @@ using nlohmann::json;
 
 // Max abs difference allowed on the first-step logits (values span about [-30, 30]). Both
 // sides compute in f32 from identical dequantized weights; only summation order differs.
-constexpr float kLogitTolerance = 2e-3f;
+constexpr float kLogitTolerance = 5e-4f;  // measured: 1.0e-5 (6 tokens), 5.2e-5 (1173 tokens)
 
 class Gemma3_270M : public ::testing::Test {
  protected:
