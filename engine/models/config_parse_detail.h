@@ -92,6 +92,11 @@ StatusOr<RopeConfig> parse_rope_entry(const json& entry, int head_dim, std::stri
                                       std::string_view label);
 // eos_token_id as an integer or a list (default {1}).
 Status parse_eos(const json& cfg, std::string_view where, std::vector<int32_t>* out);
+
+// `layer_types` (a list of sliding_attention / full_attention, one per layer) when present,
+// else every `period`-th layer global: layer i is global iff (i + 1) % period == 0.
+StatusOr<std::vector<LayerType>> parse_layer_types(const json& cfg, int num_layers, int period,
+                                                   std::string_view where);
 // Cross-field checks every parsed config must pass.
 Status validate(const ModelConfig& c, std::string_view where);
 

@@ -145,30 +145,7 @@ StatusOr<ModelConfig> parse_gemma4_text(const json& cfg, std::string_view where)
 
   // Layer types: explicit, else transformers' 5:1 pattern. transformers forces the last layer
   // to full attention (with a warning); so do we.
-  std::vector<LayerType> types(c.num_layers, LayerType::kSliding);
-  if (r.has("layer_types")) {
-    const json& lt = cfg.at("layer_types");
-    if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers) {
-      return Status::invalid_argument(fmt::format(
-          "{}: layer_types must be a list of {} entries (num_hidden_layers)", where, c.num_layers));
-    }
-    for (int i = 0; i < c.num_layers; ++i) {
-      std::string t = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
-      if (t == "sliding_attention") {
-        types[i] = LayerType::kSliding;
-      } else if (t == "full_attention") {
-        types[i] = LayerType::kGlobal;
-      } else {
-        return Status::invalid_argument(fmt::format(
-            "{}: layer_types[{}] is '{}' (supported: sliding_attention, full_attention)", where,
-            i, t));
-      }
-    }
-  } else {
-    for (int i = 0; i < c.num_layers; ++i) {
-      types[i] = (i + 1) % 6 == 0 ? LayerType::kGlobal : LayerType::kSliding;
-    }
-  }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<LayerType> types, parse_layer_types(cfg, c.num_layers, 6, where));
   if (types.back() != LayerType::kGlobal) {
     SLUICE_LOG_WARN("{}: the last layer must be full_attention; forcing it (as transformers does)",
                     where);

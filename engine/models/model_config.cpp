@@ -94,6 +94,34 @@ Status parse_eos(const json& cfg, std::string_view where, std::vector<int32_t>* 
   return add(e);
 }
 
+StatusOr<std::vector<LayerType>> parse_layer_types(const json& cfg, int num_layers, int period,
+                                                   std::string_view where) {
+  std::vector<LayerType> types(num_layers, LayerType::kSliding);
+  if (!cfg.contains("layer_types") || cfg.at("layer_types").is_null()) {
+    for (int i = 0; i < num_layers; ++i) {
+      types[i] = (i + 1) % period == 0 ? LayerType::kGlobal : LayerType::kSliding;
+    }
+    return types;
+  }
+  const json& lt = cfg.at("layer_types");
+  if (!lt.is_array() || static_cast<int>(lt.size()) != num_layers) {
+    return Status::invalid_argument(fmt::format(
+        "{}: layer_types must be a list of {} entries (num_hidden_layers)", where, num_layers));
+  }
+  for (int i = 0; i < num_layers; ++i) {
+    std::string t = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
+    if (t == "sliding_attention") {
+      types[i] = LayerType::kSliding;
+    } else if (t == "full_attention") {
+      types[i] = LayerType::kGlobal;
+    } else {
+      return Status::invalid_argument(fmt::format(
+          "{}: layer_types[{}] is '{}' (supported: sliding_attention, full_attention)", where, i, t));
+    }
+  }
+  return types;
+}
+
 Status validate(const ModelConfig& c, std::string_view where) {
   if (static_cast<int>(c.layers.size()) != c.num_layers) {
     return Status::internal(fmt::format("{}: inconsistent layer table", where));
@@ -178,35 +206,13 @@ StatusOr<ModelConfig> parse_gemma3_text(const json& cfg, std::string_view where)
   SLUICE_RETURN_IF_ERROR(parse_eos(cfg, where, &c.eos_token_ids));
 
   // Layer types: an explicit list, else the period of the legacy sliding_window_pattern.
-  std::vector<LayerType> types(c.num_layers, LayerType::kSliding);
-  if (r.has("layer_types")) {
-    const json& lt = cfg.at("layer_types");
-    if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers) {
-      return Status::invalid_argument(fmt::format(
-          "{}: layer_types must be a list of {} entries (num_hidden_layers)", where, c.num_layers));
-    }
-    for (int i = 0; i < c.num_layers; ++i) {
-      std::string t = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
-      if (t == "sliding_attention") {
-        types[i] = LayerType::kSliding;
-      } else if (t == "full_attention") {
-        types[i] = LayerType::kGlobal;
-      } else {
-        return Status::invalid_argument(fmt::format(
-            "{}: layer_types[{}] is '{}' (supported: sliding_attention, full_attention)", where, i, t));
-      }
-    }
-  } else {
-    int period = 6;
-    if (r.has("sliding_window_pattern")) {
-      SLUICE_RETURN_IF_ERROR(r.int_in("sliding_window_pattern", 1, kMaxLayers, &period, std::nullopt));
-    } else if (r.has("_sliding_window_pattern")) {
-      SLUICE_RETURN_IF_ERROR(r.int_in("_sliding_window_pattern", 1, kMaxLayers, &period, std::nullopt));
-    }
-    for (int i = 0; i < c.num_layers; ++i) {
-      types[i] = (i + 1) % period == 0 ? LayerType::kGlobal : LayerType::kSliding;
-    }
+  int period = 6;
+  if (r.has("sliding_window_pattern")) {
+    SLUICE_RETURN_IF_ERROR(r.int_in("sliding_window_pattern", 1, kMaxLayers, &period, std::nullopt));
+  } else if (r.has("_sliding_window_pattern")) {
+    SLUICE_RETURN_IF_ERROR(r.int_in("_sliding_window_pattern", 1, kMaxLayers, &period, std::nullopt));
   }
+  SLUICE_ASSIGN_OR_RETURN(std::vector<LayerType> types, parse_layer_types(cfg, c.num_layers, period, where));
 
   // RoPE: transformers 5 writes rope_parameters per layer type; older configs write
   // rope_theta (global), rope_local_base_freq (sliding) and rope_scaling (global only).
