@@ -19,7 +19,7 @@ struct ChatMessage {
 };
 
 // Python's str.strip() with no arguments (what Jinja's `trim` filter does): removes leading
-// and trailing Unicode whitespace (str.isspace), decoding UTF-8; invalid bytes are kept.
+// and trailing Unicode whitespace (str.isspace), decoding UTF-8 (jinja_text.h).
 std::string python_strip(std::string_view s);
 
 }  // namespace sluice::chat
