@@ -1,0 +1,67 @@
+#pragma once
+// CpuExecutor: runs a scheduler StepPlan on a Model and its PagedKvCache.
+//
+// One execute() is one engine step: the plan's block copies (copy-on-write of forked
+// sequences) first, then one Model::forward over the flattened batch of every scheduled
+// sequence's new tokens, with logits only at the last new token of each sequence that
+// samples (num_samples > 0). All samples of one sequence (n > 1 forks) read the same row.
+// KV group g of the model (kv_group_layouts) is KvGroupSpec g of the scheduler. Engine
+// thread only.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/models/model.h"
+#include "engine/models/paged_kv_cache.h"
+#include "scheduler/kv_cache_manager.h"
+#include "scheduler/step_plan.h"
+
+namespace sluice::engine {
+
+// The scheduler's view of the model's KV groups: kind and window from kv_group_layouts,
+// `block_size`, and `num_blocks[g]` blocks per group.
+std::vector<scheduler::KvGroupSpec> kv_group_specs(const models::ModelConfig& config,
+                                                   int32_t block_size,
+                                                   const std::vector<int32_t>& num_blocks);
+
+// Logits of one step: row r of `logits` [num_rows, vocab]; row_of_sequence[i] is the row of
+// plan.sequences[i], or -1 when it samples nothing.
+struct StepLogits {
+  int32_t vocab_size = 0;
+  std::vector<float> logits;
+  std::vector<int32_t> row_of_sequence;
+
+  std::span<const float> row(int32_t r) const {
+    return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab_size, vocab_size);
+  }
+};
+
+class CpuExecutor {
+ public:
+  // Checks that the specs match the model's KV groups (count, kind, window, one block size)
+  // and allocates the cache.
+  static StatusOr<std::unique_ptr<CpuExecutor>> create(
+      std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups);
+
+  // Runs the plan's copies and forward pass. INVALID_ARGUMENT when the plan does not fit the
+  // model or cache (nothing runs then, except copies already applied).
+  StatusOr<StepLogits> execute(const scheduler::StepPlan& plan);
+
+  const models::Model& model() const { return *model_; }
+  const models::PagedKvCache& cache() const { return *cache_; }
+
+ private:
+  CpuExecutor(std::unique_ptr<models::Model> model, std::unique_ptr<models::PagedKvCache> cache);
+  Status apply_copies(const std::vector<scheduler::BlockCopy>& copies);
+
+  std::unique_ptr<models::Model> model_;
+  std::unique_ptr<models::PagedKvCache> cache_;
+  // Batch buffers, reused between steps.
+  std::vector<int32_t> tokens_, positions_, token_seq_, seq_lens_, logit_rows_;
+  std::vector<std::vector<int32_t>> slots_, block_tables_;
+};
+
+}  // namespace sluice::engine
