@@ -101,36 +101,12 @@ inline void k_scale_min(const uint8_t* scales, int s, uint8_t* sc, uint8_t* mn) 
 }
 
 // Q4_K: d@0, dmin@2, scales[12]@4, qs[128]@16; 8 sub-blocks of 32.
-void block_q4_k(const uint8_t* b, float* y) {
-  const float d = load_f16(b);
-  const float dmin = load_f16(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qs = b + 16;
-  for (int c = 0; c < 4; ++c) {
-    uint8_t sc0, mn0, sc1, mn1;
-    k_scale_min(scales, 2 * c, &sc0, &mn0);
-    k_scale_min(scales, 2 * c + 1, &sc1, &mn1);
-    const float d0 = d * static_cast<float>(sc0);
-    const float m0 = dmin * static_cast<float>(mn0);
-    const float d1 = d * static_cast<float>(sc1);
-    const float m1 = dmin * static_cast<float>(mn1);
-    for (int l = 0; l < 32; ++l) {
-      const float p0 = d0 * static_cast<float>(qs[32 * c + l] & 0x0F);
-      const float p1 = d1 * static_cast<float>(qs[32 * c + l] >> 4);
-      y[64 * c + l] = p0 - m0;
-      y[64 * c + 32 + l] = p1 - m1;
-    }
-  }
-}
-
 // Q5_K: d@0, dmin@2, scales[12]@4, qh[32]@16, qs[128]@48; bit s of qh[l] is the fifth
-// bit of element l of sub-block s.
-void block_q5_k(const uint8_t* b, float* y) {
+// bit of element l of sub-block s. One body serves both (qh == nullptr for Q4_K).
+void block_k_4or5(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* y) {
   const float d = load_f16(b);
   const float dmin = load_f16(b + 2);
   const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + 48;
   for (int c = 0; c < 4; ++c) {
     uint8_t sc0, mn0, sc1, mn1;
     k_scale_min(scales, 2 * c, &sc0, &mn0);
@@ -140,8 +116,12 @@ void block_q5_k(const uint8_t* b, float* y) {
     const float d1 = d * static_cast<float>(sc1);
     const float m1 = dmin * static_cast<float>(mn1);
     for (int l = 0; l < 32; ++l) {
-      const uint32_t q0 = (qs[32 * c + l] & 0x0Fu) | (((qh[l] >> (2 * c)) & 1u) << 4);
-      const uint32_t q1 = (qs[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1u) << 4);
+      uint32_t q0 = qs[32 * c + l] & 0x0Fu;
+      uint32_t q1 = qs[32 * c + l] >> 4;
+      if (qh != nullptr) {
+        q0 |= ((qh[l] >> (2 * c)) & 1u) << 4;
+        q1 |= ((qh[l] >> (2 * c + 1)) & 1u) << 4;
+      }
       const float p0 = d0 * static_cast<float>(q0);
       const float p1 = d1 * static_cast<float>(q1);
       y[64 * c + l] = p0 - m0;
@@ -149,6 +129,9 @@ void block_q5_k(const uint8_t* b, float* y) {
     }
   }
 }
+
+void block_q4_k(const uint8_t* b, float* y) { block_k_4or5(b, nullptr, b + 16, y); }
+void block_q5_k(const uint8_t* b, float* y) { block_k_4or5(b, b + 16, b + 48, y); }
 
 // Q6_K: ql[128]@0, qh[64]@128, int8 scales[16]@192, d@208; element k uses scales[k/16].
 void block_q6_k(const uint8_t* b, float* y) {
