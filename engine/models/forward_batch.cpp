@@ -5,7 +5,15 @@
 namespace sluice::models {
 
 Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, PagedKvCache& cache,
-                      std::span<float> logits) {
+                              std::span<float> logits) {
+  std::vector<int> num_blocks(cache.groups().size());
+  for (size_t g = 0; g < num_blocks.size(); ++g) num_blocks[g] = cache.num_blocks(static_cast<int>(g));
+  return validate_forward_batch(c, b, num_blocks, cache.block_size(), logits.size());
+}
+
+Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b,
+                              std::span<const int> num_blocks, int block_size,
+                              size_t logits_floats) {
   const size_t N = b.tokens.size();
   const size_t S = b.seq_lens.size();
   if (N == 0) return Status::invalid_argument("forward batch has no tokens");
@@ -13,9 +21,9 @@ Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, Paged
     return Status::invalid_argument(fmt::format("forward batch: {} tokens, {} positions, {} sequence indices",
                                                 N, b.positions.size(), b.token_seq.size()));
   }
-  if (b.groups.size() != cache.groups().size()) {
+  if (b.groups.size() != num_blocks.size()) {
     return Status::invalid_argument(fmt::format("forward batch has {} KV groups, the cache {}",
-                                                b.groups.size(), cache.groups().size()));
+                                                b.groups.size(), num_blocks.size()));
   }
   for (size_t s = 0; s < S; ++s) {
     if (b.seq_lens[s] < 1 || b.seq_lens[s] > c.max_position_embeddings) {
@@ -35,7 +43,7 @@ Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, Paged
   }
   for (size_t g = 0; g < b.groups.size(); ++g) {
     const KvGroupBatch& gb = b.groups[g];
-    const int64_t num_slots = static_cast<int64_t>(cache.num_blocks(static_cast<int>(g))) * cache.block_size();
+    const int64_t num_slots = static_cast<int64_t>(num_blocks[g]) * block_size;
     if (gb.slots.size() != N || gb.max_blocks < 1 || gb.block_tables.size() != S * static_cast<size_t>(gb.max_blocks)) {
       return Status::invalid_argument(fmt::format("forward batch: KV group {} has {} slots and {} block-table entries",
                                                   g, gb.slots.size(), gb.block_tables.size()));
@@ -46,16 +54,16 @@ Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, Paged
       }
     }
     for (int32_t blk : gb.block_tables) {
-      if (blk < -1 || blk >= cache.num_blocks(static_cast<int>(g))) {
-        return Status::invalid_argument(fmt::format("KV group {}: block {} outside [0, {})", g, blk, cache.num_blocks(static_cast<int>(g))));
+      if (blk < -1 || blk >= num_blocks[g]) {
+        return Status::invalid_argument(fmt::format("KV group {}: block {} outside [0, {})", g, blk, num_blocks[g]));
       }
     }
   }
   for (int32_t r : b.logit_rows) {
     if (r < 0 || static_cast<size_t>(r) >= N) return Status::invalid_argument(fmt::format("logit row {} outside [0, {})", r, N));
   }
-  if (logits.size() != b.logit_rows.size() * static_cast<size_t>(c.vocab_size)) {
-    return Status::invalid_argument(fmt::format("logits buffer holds {} floats, need {}", logits.size(),
+  if (logits_floats != b.logit_rows.size() * static_cast<size_t>(c.vocab_size)) {
+    return Status::invalid_argument(fmt::format("logits buffer holds {} floats, need {}", logits_floats,
                                                 b.logit_rows.size() * static_cast<size_t>(c.vocab_size)));
   }
   return Status::ok();

@@ -53,6 +53,12 @@ class Model {
 Status validate_forward_batch(const ModelConfig& config, const ForwardBatch& batch,
                               PagedKvCache& cache, std::span<float> logits);
 
+// The same checks against any KV pool (e.g. one in GPU memory): `num_blocks[g]` blocks of
+// `block_size` slots in group g, and a logits buffer of `logits_floats` floats.
+Status validate_forward_batch(const ModelConfig& config, const ForwardBatch& batch,
+                              std::span<const int> num_blocks, int block_size,
+                              size_t logits_floats);
+
 // One sequence on a private paged cache whose blocks are laid out in order (block i holds
 // positions [i * block_size, (i + 1) * block_size)). For `sluice generate`, benchmarks and
 // tests; the engine uses the scheduler's block tables instead.
