@@ -42,6 +42,10 @@ FIXTURES = {
                         seed=1234),
     "gemma3_tiny_gqa2": dict(num_hidden_layers=7, num_key_value_heads=2, query_pre_attn_scalar=24,
                              seed=4321),
+    # The 270M's head dim (256) at tiny width: the size the CUDA attention kernels serve
+    # (tests/gpu compares the GPU model with these logits).
+    "gemma3_tiny_d256": dict(num_hidden_layers=6, num_key_value_heads=1, query_pre_attn_scalar=256,
+                             head_dim=256, num_attention_heads=2, seed=2560),
 }
 
 
@@ -53,9 +57,9 @@ def make_config(spec):
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=n,
-        num_attention_heads=4,
+        num_attention_heads=spec.get("num_attention_heads", 4),
         num_key_value_heads=spec["num_key_value_heads"],
-        head_dim=32,
+        head_dim=spec.get("head_dim", 32),
         query_pre_attn_scalar=spec["query_pre_attn_scalar"],
         sliding_window=8,
         layer_types=layer_types,
@@ -321,11 +325,13 @@ def make_fixture(name, spec, out_root):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "tests", "fixtures"))
+    ap.add_argument("--only", help="write just this fixture")
     args = ap.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     for name, spec in FIXTURES.items():
-        make_fixture(name, spec, args.out)
+        if args.only is None or args.only == name:
+            make_fixture(name, spec, args.out)
     return 0
 
 

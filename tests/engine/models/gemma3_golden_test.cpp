@@ -75,7 +75,8 @@ TEST_P(Gemma3Golden, ChunkedPrefillAndDecodeMatchFullPrompt) {
   EXPECT_EQ(kv.num_tokens, static_cast<int>(ids.size()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Gemma3Golden, ::testing::Values("gemma3_tiny", "gemma3_tiny_gqa2"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Gemma3Golden,
+                         ::testing::Values("gemma3_tiny", "gemma3_tiny_gqa2", "gemma3_tiny_d256"));
 
 TEST(Gemma3Forward, RejectsOutOfRangeTokenIds) {
   auto loaded = load_model(testing::fixture_path("gemma3_tiny"), {}, kernels::cpu_ops());

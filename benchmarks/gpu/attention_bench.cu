@@ -1,0 +1,291 @@
+// Paged attention (kernels/cuda/paged_attention.h) against the memory ceiling.
+//
+//  1. Ceiling: a device-to-device cudaMemcpyAsync of a 2 GiB buffer, counting bytes read
+//     plus written.
+//  2. Decode: one query token per sequence over a bf16 paged cache (block size 16) at the
+//     Gemma 4 26B-A4B layer shapes: sliding (head_dim 256, 16 query / 8 KV heads) and global
+//     (head_dim 512, 16 query / 2 KV heads); batch 1, 4, 16, 64, 256 at contexts 512, 2048,
+//     8192 (combos whose K+V exceed ~40 GiB are skipped). Block tables are random
+//     permutations of the block ids. Per point: median ms, the K+V bytes the step must read,
+//     GB/s, and the fraction of the copy ceiling. Steps are timed as CUDA graph replays
+//     (how the engine runs decode). Caches smaller than 1 GiB are rotated among disjoint
+//     block sets, one step per set in the graph, so each step reads its keys from device
+//     memory, not from L2.
+//  3. Prefill: one 2048-token prompt (causal, no window) at both head dims, in TFLOP/s
+//     (4 * heads * head_dim flops per visible (query, key) pair).
+// All cache and query values are uniform random (fill_uniform).
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/random_fill.h"
+
+namespace sluice::bench {
+namespace {
+
+using kernels::Device;
+using kernels::DType;
+using kernels::Tensor;
+namespace kc = kernels::cuda;
+
+constexpr int kBlockSize = 16;
+constexpr size_t kMaxKvBytes = size_t{40} << 30;
+constexpr size_t kRotateBytes = size_t{1} << 30;  // distinct K+V bytes per rotation cycle
+constexpr int kMaxRotations = 512;
+
+class Buffer {
+ public:
+  explicit Buffer(size_t bytes) : bytes_(bytes) {
+    SLUICE_CUDA_CHECK(cudaMalloc(&data_, bytes == 0 ? 1 : bytes));
+  }
+  ~Buffer() { SLUICE_CUDA_CHECK(cudaFree(data_)); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+void fill_random(const Buffer& b, uint64_t seed, cudaStream_t stream) {
+  kc::fill_uniform(
+      Tensor::make(b.data(), DType::kBF16, {static_cast<int64_t>(b.bytes() / 2)}, Device::kCuda),
+      seed, -1.0f, 1.0f, stream);
+}
+
+std::unique_ptr<Buffer> upload_ints(const std::vector<int32_t>& v) {
+  auto b = std::make_unique<Buffer>(v.size() * sizeof(int32_t));
+  SLUICE_CUDA_CHECK(
+      cudaMemcpy(b->data(), v.data(), v.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  return b;
+}
+
+Tensor ints(const Buffer& b, std::initializer_list<int64_t> shape) {
+  return Tensor::make(b.data(), DType::kI32, shape, Device::kCuda);
+}
+
+double bench_copy(const BenchArgs& args, cudaStream_t stream, Report& report) {
+  const size_t bytes = args.quick ? (size_t{1} << 30) : (size_t{2} << 30);
+  Buffer src(bytes), dst(bytes);
+  fill_random(src, 1, stream);
+  const double ms = median_ms(
+      [&](cudaStream_t s) {
+        SLUICE_CUDA_CHECK(
+            cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, s));
+      },
+      stream, 2, args.quick ? 5 : 10);
+  const double gb_per_s = 2.0 * static_cast<double>(bytes) / ms / 1e6;
+  report.add({"copy_d2d",
+              {{"mib", static_cast<double>(bytes >> 20)}},
+              {{"ms", ms}, {"gb_per_s", gb_per_s}}});
+  return gb_per_s;
+}
+
+struct Layer {
+  const char* name;
+  int head_dim, num_q_heads, num_kv_heads;
+};
+constexpr Layer kSliding{"sliding", 256, 16, 8};
+constexpr Layer kGlobal{"global", 512, 16, 2};
+
+// The bf16 K and V pools every point carves its cache out of (random once).
+struct Pool {
+  std::unique_ptr<Buffer> k, v;
+  Tensor cache(const Buffer& b, const Layer& l, int64_t num_blocks) const {
+    return Tensor::make(b.data(), DType::kBF16,
+                        {num_blocks * kBlockSize, l.num_kv_heads, l.head_dim}, Device::kCuda);
+  }
+};
+
+// One batch of `batch` sequences: the device tensors of paged_attention, with `sets`
+// block tables over disjoint random blocks (all in the pool).
+struct Batch {
+  std::unique_ptr<Buffer> q, out, positions, token_seq, seq_lens, query_start, tables, workspace;
+  int64_t blocks_per_seq = 0;
+  int sets = 1;
+  kc::CudaPagedAttentionArgs args;
+};
+
+// Decode when queries_per_seq == 1 (positions context - 1); a prefill chunk of all
+// `context` tokens of one prompt otherwise.
+Batch make_batch(const Pool& pool, const Layer& l, int batch, int context, int queries_per_seq,
+                 int sets, std::mt19937& rng, cudaStream_t stream) {
+  Batch b;
+  b.sets = sets;
+  b.blocks_per_seq = (context + kBlockSize - 1) / kBlockSize;
+  const int64_t num_blocks = b.blocks_per_seq * batch * sets;
+  const int64_t n = static_cast<int64_t>(batch) * queries_per_seq;
+  std::vector<int32_t> perm(num_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> positions, token_seq, seq_lens(batch, context), query_start(batch + 1);
+  for (int s = 0; s < batch; ++s) {
+    query_start[s] = static_cast<int32_t>(token_seq.size());
+    for (int i = 0; i < queries_per_seq; ++i) {
+      token_seq.push_back(s);
+      positions.push_back(context - queries_per_seq + i);
+    }
+  }
+  query_start[batch] = static_cast<int32_t>(n);
+  const size_t q_bytes = static_cast<size_t>(n) * l.num_q_heads * l.head_dim * 2;
+  b.q = std::make_unique<Buffer>(q_bytes);
+  b.out = std::make_unique<Buffer>(q_bytes);
+  fill_random(*b.q, 7, stream);
+  b.positions = upload_ints(positions);
+  b.token_seq = upload_ints(token_seq);
+  b.seq_lens = upload_ints(seq_lens);
+  b.query_start = upload_ints(query_start);
+  b.tables = upload_ints(perm);  // set i: rows [i * batch, (i + 1) * batch)
+  const size_t ws = kc::paged_attention_workspace_bytes(static_cast<int>(n), batch, l.num_q_heads,
+                                                        l.head_dim, context);
+  b.workspace = std::make_unique<Buffer>(ws);
+
+  kc::CudaPagedAttentionArgs& a = b.args;
+  a.base.q = Tensor::make(b.q->data(), DType::kBF16, {n, l.num_q_heads, l.head_dim}, Device::kCuda);
+  a.base.out =
+      Tensor::make(b.out->data(), DType::kBF16, {n, l.num_q_heads, l.head_dim}, Device::kCuda);
+  a.base.k_cache = pool.cache(*pool.k, l, num_blocks);
+  a.base.v_cache = pool.cache(*pool.v, l, num_blocks);
+  a.base.token_seq = ints(*b.token_seq, {n});
+  a.base.q_positions = ints(*b.positions, {n});
+  a.base.block_tables = ints(*b.tables, {batch, b.blocks_per_seq});
+  a.base.seq_lens = ints(*b.seq_lens, {batch});
+  a.base.block_size = kBlockSize;
+  a.base.scale = 1.0f / std::sqrt(static_cast<float>(l.head_dim));
+  a.query_start = ints(*b.query_start, {batch + 1});
+  a.max_query_len = queries_per_seq;
+  a.max_seq_len = context;
+  a.workspace = Tensor::make(b.workspace->data(), DType::kI32, {static_cast<int64_t>((ws + 3) / 4)},
+                             Device::kCuda);
+  return b;
+}
+
+// Queues paged_attention over block set `set`.
+void enqueue_set(const Batch& b, int set, cudaStream_t s) {
+  kc::CudaPagedAttentionArgs a = b.args;
+  const int64_t rows = a.base.block_tables.shape[0];
+  a.base.block_tables.data =
+      static_cast<int32_t*>(b.tables->data()) + static_cast<int64_t>(set) * rows * b.blocks_per_seq;
+  kc::paged_attention(a, s);
+}
+
+// Median ms of one step, timed as replays of a CUDA graph of one step per block set (how
+// the engine runs decode, and free of host launch gaps), divided by the number of sets.
+double graph_step_ms(const Batch& b, cudaStream_t stream, int reps) {
+  cudaGraph_t graph = nullptr;
+  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  for (int set = 0; set < b.sets; ++set) enqueue_set(b, set, stream);
+  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const double ms = median_ms([&](cudaStream_t s) { SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, s)); },
+                              stream, 2, reps);
+  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
+  return ms / b.sets;
+}
+
+size_t kv_bytes(const Layer& l, int batch, int context) {
+  return static_cast<size_t>(batch) * context * l.num_kv_heads * l.head_dim * 2 * 2;
+}
+
+int rotations(size_t bytes) {
+  const auto r = static_cast<int>((kRotateBytes + bytes - 1) / bytes);
+  return std::clamp(r, 1, kMaxRotations);
+}
+
+struct Point {
+  const Layer* layer;
+  int batch, context;
+};
+
+}  // namespace
+}  // namespace sluice::bench
+
+int main(int argc, char** argv) {
+  using namespace sluice::bench;
+  const BenchArgs args = BenchArgs::parse(argc, argv);
+  std::printf("device: %s\n", device_summary().c_str());
+  cudaStream_t stream = nullptr;
+  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  Report report("paged attention: decode and prefill over a bf16 paged KV cache");
+  const double copy_gb_per_s = bench_copy(args, stream, report);
+
+  std::vector<Point> points;
+  if (args.quick) {
+    points = {{&kSliding, 16, 8192}, {&kGlobal, 16, 8192}, {&kGlobal, 64, 2048}};
+  } else {
+    for (const Layer* l : {&kSliding, &kGlobal}) {
+      for (int batch : {1, 4, 16, 64, 256}) {
+        for (int context : {512, 2048, 8192}) {
+          if (kv_bytes(*l, batch, context) <= kMaxKvBytes) points.push_back({l, batch, context});
+        }
+      }
+    }
+  }
+  // One pool (per K and per V) large enough for every point's rotated block sets.
+  size_t pool_bytes = 0;
+  for (const Point& p : points) {
+    const size_t bytes = kv_bytes(*p.layer, p.batch, p.context);
+    pool_bytes = std::max(pool_bytes, bytes * rotations(bytes) / 2);
+  }
+  const size_t prefill_bytes =
+      std::max(kv_bytes(kSliding, 1, 2048), kv_bytes(kGlobal, 1, 2048)) / 2;
+  pool_bytes = std::max(pool_bytes, prefill_bytes) + (size_t{1} << 20);
+  Pool pool;
+  pool.k = std::make_unique<Buffer>(pool_bytes);
+  pool.v = std::make_unique<Buffer>(pool_bytes);
+  fill_random(*pool.k, 11, stream);
+  fill_random(*pool.v, 12, stream);
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  std::mt19937 rng(2024);
+  const int reps = args.quick ? 5 : 20;
+  for (const Point& p : points) {
+    const size_t bytes = kv_bytes(*p.layer, p.batch, p.context);
+    Batch b = make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, stream);
+    const double ms = graph_step_ms(b, stream, reps);
+    const double gb_per_s = static_cast<double>(bytes) / ms / 1e6;
+    report.add({std::string("decode_") + p.layer->name,
+                {{"head_dim", p.layer->head_dim},
+                 {"batch", p.batch},
+                 {"context", p.context},
+                 {"splits", kc::paged_attention_max_splits(p.batch, p.context)}},
+                {{"ms", ms},
+                 {"kv_mb", static_cast<double>(bytes) / 1e6},
+                 {"gb_per_s", gb_per_s},
+                 {"frac_copy", gb_per_s / copy_gb_per_s}}});
+  }
+
+  constexpr int kPrompt = 2048;
+  for (const Layer* l : {&kSliding, &kGlobal}) {
+    Batch b = make_batch(pool, *l, 1, kPrompt, kPrompt, 1, rng, stream);
+    const double ms =
+        median_ms([&](cudaStream_t s) { enqueue_set(b, 0, s); }, stream, 2, args.quick ? 3 : 10);
+    const double pairs = static_cast<double>(kPrompt) * (kPrompt + 1) / 2;
+    const double tflops = 4.0 * l->num_q_heads * l->head_dim * pairs / ms / 1e9;
+    report.add({std::string("prefill_") + l->name,
+                {{"head_dim", l->head_dim}, {"tokens", kPrompt}},
+                {{"ms", ms}, {"tflop_per_s", tflops}}});
+  }
+
+  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
+  report.print();
+  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
+  return 0;
+}

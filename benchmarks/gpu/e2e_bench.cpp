@@ -1,0 +1,191 @@
+// End to end on the GPU: the CUDA Gemma 3 model with synthetic bf16 weights drawn on the
+// device (CudaGemma3Model::synthetic), at the shapes of real Gemma 3 checkpoints.
+//   - prefill: one 2048-token prompt, tokens/s;
+//   - decode: batch 1, 16 and 64 sequences each holding a 512-token context, greedy
+//     (argmax on the GPU, only token ids cross), tokens/s summed over the batch, and the
+//     batch-1 step time against the weight-read floor (weight bytes / measured copy GB/s).
+// Steps are timed on the host around the blocking forward call: that includes the step's
+// host work and transfers, as a server sees it.
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "bench_util.h"
+#include "common/check.h"
+#include "engine/models_cuda/cuda_model.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace sluice::bench {
+namespace {
+
+using models::ForwardBatch;
+using models::cuda::CudaGemma3Model;
+using models::cuda::CudaModelOptions;
+using nlohmann::json;
+
+struct Shape {
+  const char* name;
+  int hidden, layers, heads, kv_heads, head_dim, intermediate, vocab;
+};
+
+models::ModelConfig make_config(const Shape& s) {
+  json cfg = {{"model_type", "gemma3_text"}, {"hidden_size", s.hidden}, {"intermediate_size", s.intermediate},
+              {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
+              {"num_key_value_heads", s.kv_heads}, {"head_dim", s.head_dim}, {"vocab_size", s.vocab},
+              {"max_position_embeddings", 32768}, {"sliding_window", 512}, {"rms_norm_eps", 1e-6},
+              {"query_pre_attn_scalar", s.head_dim}, {"hidden_activation", "gelu_pytorch_tanh"},
+              {"rope_parameters",
+               {{"full_attention", {{"rope_theta", 1000000.0}, {"rope_type", "default"}}},
+                {"sliding_attention", {{"rope_theta", 10000.0}, {"rope_type", "default"}}}}}};
+  json types = json::array();
+  for (int l = 0; l < s.layers; ++l) types.push_back((l + 1) % 6 == 0 ? "full_attention" : "sliding_attention");
+  cfg["layer_types"] = types;
+  auto c = models::parse_hf_config(cfg.dump(), s.name);
+  SLUICE_CHECK(c.is_ok(), "{}", c.status().to_string());
+  return *c;
+}
+
+// A batch of S sequences; sequence i has blocks [i * per_seq, (i + 1) * per_seq).
+struct Batch {
+  std::vector<int32_t> tokens, positions, token_seq, seq_lens, slots, tables, rows;
+  int max_blocks = 0;
+  ForwardBatch view(int groups) const {
+    ForwardBatch b;
+    b.tokens = tokens;
+    b.positions = positions;
+    b.token_seq = token_seq;
+    b.seq_lens = seq_lens;
+    b.logit_rows = rows;
+    for (int g = 0; g < groups; ++g) b.groups.push_back({slots, tables, max_blocks});
+    return b;
+  }
+};
+
+// `n` new tokens for each of `S` sequences that already hold `ctx` tokens; sequence s owns
+// blocks [first_block + s * per_seq_blocks, ... + per_seq_blocks).
+Batch make_batch(int S, int ctx, int n, int per_seq_blocks, int bs, int first_block = 0) {
+  Batch b;
+  b.max_blocks = per_seq_blocks;
+  for (int s = 0; s < S; ++s) {
+    for (int i = 0; i < n; ++i) {
+      const int p = ctx + i;
+      b.tokens.push_back((s * 7919 + p * 104729) % 262144);
+      b.positions.push_back(p);
+      b.token_seq.push_back(s);
+      b.slots.push_back((first_block + s * per_seq_blocks) * bs + p);
+    }
+    b.seq_lens.push_back(ctx + n);
+    for (int k = 0; k < per_seq_blocks; ++k) b.tables.push_back(first_block + s * per_seq_blocks + k);
+    b.rows.push_back(static_cast<int32_t>(b.tokens.size()) - 1);
+  }
+  return b;
+}
+
+double copy_gbps() {
+  const size_t bytes = size_t{2} << 30;
+  void *a = nullptr, *b = nullptr;
+  SLUICE_CUDA_CHECK(cudaMalloc(&a, bytes));
+  SLUICE_CUDA_CHECK(cudaMalloc(&b, bytes));
+  SLUICE_CUDA_CHECK(cudaMemset(a, 1, bytes));
+  cudaStream_t s;
+  SLUICE_CUDA_CHECK(cudaStreamCreate(&s));
+  const double ms = median_ms([&](cudaStream_t st) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
+  }, s, 2, 10);
+  SLUICE_CUDA_CHECK(cudaStreamDestroy(s));
+  SLUICE_CUDA_CHECK(cudaFree(a));
+  SLUICE_CUDA_CHECK(cudaFree(b));
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
+template <typename F>
+double host_median_ms(F&& f, int reps) {
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[reps / 2];
+}
+
+void run_shape(const Shape& shape, bool quick, double copy, Report& report) {
+  const int bs = 16, ctx = 512, prompt = 2048;
+  const int max_batch = quick ? 16 : 64;
+  const int prompt_blocks = prompt / bs;
+  const int per_seq_blocks = (ctx + 64) / bs;
+  CudaModelOptions opt;
+  opt.max_num_tokens = prompt;
+  opt.max_num_seqs = max_batch;
+  opt.block_size = bs;
+  const int groups = 2;
+  opt.num_blocks.assign(groups, prompt_blocks + per_seq_blocks * max_batch);
+  auto model = CudaGemma3Model::synthetic(make_config(shape), 1234, opt);
+  if (!model.is_ok()) {
+    std::printf("%s: %s\n", shape.name, model.status().to_string().c_str());
+    return;
+  }
+  CudaGemma3Model& m = **model;
+  const double weight_gb = m.weight_bytes() / 1e9;
+  std::vector<int32_t> out(max_batch);
+
+  // Prefill: one 2048-token prompt (sequence 0).
+  {
+    Batch b = make_batch(1, 0, prompt, prompt_blocks, bs);
+    const ForwardBatch fb = b.view(groups);
+    const double ms = host_median_ms([&] {
+      SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(1)).is_ok(), "prefill");
+    }, quick ? 3 : 5);
+    report.add({std::string(shape.name) + " prefill", {{"prompt", prompt}},
+                {{"ms", ms}, {"tok_per_s", prompt / (ms * 1e-3)}, {"weight_gb", weight_gb}}});
+  }
+  for (int batch : {1, 16, 64}) {
+    if (batch > max_batch) continue;
+    // Fill each sequence's first ctx positions, then time single-token decode steps.
+    const int per_step = prompt / ctx;  // contexts filled per prefill step
+    for (int s0 = 0; s0 < batch; s0 += per_step) {
+      const int n = std::min(batch - s0, per_step);
+      Batch part = make_batch(n, 0, ctx, per_seq_blocks, bs, prompt_blocks + s0 * per_seq_blocks);
+      SLUICE_CHECK(m.forward_greedy(part.view(groups), std::span(out).first(n)).is_ok(), "context fill");
+    }
+    Batch dec = make_batch(batch, ctx, 1, per_seq_blocks, bs, prompt_blocks);
+    const ForwardBatch fb = dec.view(groups);
+    const double ms = host_median_ms([&] {
+      SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(batch)).is_ok(), "decode");
+    }, quick ? 5 : 20);
+    const double floor_ms = weight_gb / copy * 1e3;
+    report.add({std::string(shape.name) + " decode", {{"batch", batch}, {"context", ctx}},
+                {{"ms_per_step", ms}, {"tok_per_s", batch / (ms * 1e-3)}, {"weight_floor_ms", floor_ms},
+                 {"floor_fraction", floor_ms / ms}}});
+  }
+}
+
+}  // namespace
+}  // namespace sluice::bench
+
+int main(int argc, char** argv) {
+  using namespace sluice::bench;
+  const BenchArgs args = BenchArgs::parse(argc, argv);
+  std::printf("device: %s\n", device_summary().c_str());
+  const double copy = copy_gbps();
+  std::printf("device-to-device copy: %.0f GB/s\n", copy);
+  // Shapes of published Gemma 3 checkpoints (vocab 262144).
+  const Shape shapes[] = {
+      {"gemma3-270m", 640, 18, 4, 1, 256, 2048, 262144},
+      {"gemma3-4b", 2560, 34, 8, 4, 256, 10240, 262144},
+      {"gemma3-27b", 5376, 62, 32, 16, 128, 21504, 262144},
+  };
+  Report report("end to end, synthetic Gemma 3 shapes (bf16 weights on the GPU)");
+  for (const Shape& s : shapes) {
+    if (args.quick && std::string(s.name) != "gemma3-270m") continue;
+    run_shape(s, args.quick, copy, report);
+  }
+  report.print();
+  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
+  return 0;
+}

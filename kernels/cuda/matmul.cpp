@@ -1,0 +1,404 @@
+// The CUDA matmul through cuBLASLt: argument checks, the per-device context (handle,
+// workspace, algorithm cache) and the mapping of row-major tensors onto cuBLASLt's
+// column-major problem.
+//
+// Layout mapping. cuBLASLt is column-major; a row-major [R, C] matrix with row stride ld is
+// the column-major [C, R] matrix with leading dimension ld. So out [M, N] = a [M, K] · w^T is
+// computed as the column-major product
+//     out^T [N, M] = op(W) · A,   W = w seen as [K, N] (ld K), op(W) = W^T  [N, K]
+//                                 A = a seen as [K, M] (ld lda), op(A) = A  [K, M]
+// i.e. cuBLASLt's "TN" form with cuBLAS's A = our w and B = our a, which every algorithm
+// family supports.
+
+#include "kernels/cuda/matmul.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/check.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace sluice::kernels::cuda {
+namespace {
+
+[[noreturn]] void cublas_check_failed(cublasStatus_t status, const char* expr, const char* file,
+                                      int line) {
+  std::fprintf(stderr, "sluice: cuBLAS call failed: %s: %s: %s at %s:%d\n", expr,
+               cublasLtGetStatusName(status), cublasLtGetStatusString(status), file, line);
+  std::fflush(stderr);
+  std::abort();
+}
+
+// Like SLUICE_CUDA_CHECK, for cuBLASLt calls: a failure is a bug or a dead device.
+#define SLUICE_CUBLAS_CHECK(expr)                                            \
+  do {                                                                       \
+    const cublasStatus_t sluice_cublas_status_ = (expr);                     \
+    if (sluice_cublas_status_ != CUBLAS_STATUS_SUCCESS) [[unlikely]] {       \
+      cublas_check_failed(sluice_cublas_status_, #expr, __FILE__, __LINE__); \
+    }                                                                        \
+  } while (0)
+
+// 32 MiB lets cuBLASLt use its split-K and stream-K algorithms on every shape the models
+// have (the heuristics rarely ask for more than a few MiB).
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+// Device ordinals served; more devices than this in one process is not a configuration
+// sluice runs.
+constexpr int kMaxDevices = 64;
+// The cache keeps one entry per distinct problem (mostly: per M seen for each weight shape).
+// Past this many it starts over rather than grow without bound (an entry is ~120 bytes; a
+// re-query costs tens of microseconds of host time, no device work).
+constexpr size_t kMaxCachedAlgos = 16384;
+// Candidates asked of the heuristic; the first that reports success is taken.
+constexpr int kHeuristicCandidates = 4;
+
+// A problem as the algorithm choice sees it. Alignments are the bytes (a power of two,
+// at most 256) that every column start of the operand is a multiple of.
+struct AlgoKey {
+  int64_t m = 0, n = 0, k = 0;  // cuBLASLt's: m = N, n = M
+  int64_t lda = 0, ldc = 0;     // our a's and out's row strides in elements
+  uint16_t align_w = 0, align_a = 0, align_out = 0;
+  cudaDataType_t out_type = CUDA_R_32F;
+  bool operator==(const AlgoKey&) const = default;
+};
+
+struct AlgoKeyHash {
+  size_t operator()(const AlgoKey& k) const {
+    uint64_t h = 0xcbf29ce484222325ull;
+    auto mix = [&h](uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    mix(static_cast<uint64_t>(k.m));
+    mix(static_cast<uint64_t>(k.n));
+    mix(static_cast<uint64_t>(k.k));
+    mix(static_cast<uint64_t>(k.lda));
+    mix(static_cast<uint64_t>(k.ldc));
+    mix((uint64_t{k.align_w} << 32) | (uint64_t{k.align_a} << 16) | k.align_out);
+    mix(static_cast<uint64_t>(k.out_type));
+    return static_cast<size_t>(h);
+  }
+};
+
+struct AlgoChoice {
+  cublasLtMatmulAlgo_t algo;  // plain data: copied out of the cache under the lock
+  size_t workspace_bytes = 0;
+};
+
+// One device's cuBLASLt state. Created once, never destroyed.
+// NOTE: the handle and workspace live until the process exits on purpose: tearing them down
+// from a static destructor would race the CUDA runtime's own shutdown.
+struct DeviceBlas {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;  // kWorkspaceBytes of device memory
+  std::mutex algos_mutex;
+  std::unordered_map<AlgoKey, AlgoChoice, AlgoKeyHash> algos;  // guarded by algos_mutex
+};
+
+std::mutex g_create_mutex;  // serialises creation; lookups read g_devices lock-free
+std::array<std::atomic<DeviceBlas*>, kMaxDevices> g_devices{};
+
+int current_device() {
+  int dev = 0;
+  SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
+  SLUICE_CHECK(dev >= 0 && dev < kMaxDevices, "matmul: device {} is beyond the {} supported", dev,
+               kMaxDevices);
+  return dev;
+}
+
+// The device's context, created on first use. With `stream` given (a launcher), creating it
+// while that stream is capturing would put cudaMalloc into a graph capture: abort instead,
+// naming the fix.
+DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
+  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return *ctx;
+  std::lock_guard<std::mutex> lock(g_create_mutex);
+  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return *ctx;
+  if (stream != nullptr) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    const cudaError_t err = cudaStreamIsCapturing(*stream, &capture);
+    SLUICE_CHECK(err == cudaSuccess && capture == cudaStreamCaptureStatusNone,
+                 "matmul: the first matmul on device {} runs under stream capture, which cannot "
+                 "allocate the cuBLASLt workspace; call init_blas() on each device before "
+                 "capturing",
+                 dev);
+  }
+  auto* ctx = new DeviceBlas;
+  SLUICE_CUBLAS_CHECK(cublasLtCreate(&ctx->handle));
+  SLUICE_CUDA_CHECK(cudaMalloc(&ctx->workspace, kWorkspaceBytes));
+  g_devices[dev].store(ctx, std::memory_order_release);
+  return *ctx;
+}
+
+cudaDataType_t cuda_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+// The largest power of two (<= 256, cuBLASLt's default assumption) dividing the pointer and
+// the bytes between columns: what every column start of the operand is aligned to.
+uint16_t alignment_bytes(const void* data, int64_t ld, DType t) {
+  const uint64_t bits =
+      reinterpret_cast<uintptr_t>(data) | static_cast<uint64_t>(ld) * dtype_size(t) | uint64_t{256};
+  return static_cast<uint16_t>(bits & (~bits + 1));
+}
+
+// The algorithm for `key`, from the cache or (first time) from the cuBLASLt heuristic with
+// the alignments of the key as preferences.
+AlgoChoice choose_algo(DeviceBlas& ctx, const AlgoKey& key, cublasLtMatmulDesc_t desc,
+                       cublasLtMatrixLayout_t w_layout, cublasLtMatrixLayout_t a_layout,
+                       cublasLtMatrixLayout_t out_layout) {
+  {
+    std::lock_guard<std::mutex> lock(ctx.algos_mutex);
+    const auto it = ctx.algos.find(key);
+    if (it != ctx.algos.end()) return it->second;
+  }
+  // Query outside the lock: a miss costs tens of microseconds, and two threads that race on
+  // one new key both get the same (deterministic) answer.
+  cublasLtMatmulPreferenceOpaque_t pref_storage;
+  const cublasLtMatmulPreference_t pref = &pref_storage;
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceInit(pref));
+  const uint64_t max_workspace = kWorkspaceBytes;
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
+  const uint32_t align_w = key.align_w, align_a = key.align_a, align_out = key.align_out;
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_w, sizeof(align_w)));
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a, sizeof(align_a)));
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_out, sizeof(align_out)));
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_out, sizeof(align_out)));
+
+  std::array<cublasLtMatmulHeuristicResult_t, kHeuristicCandidates> results{};
+  int num_results = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, w_layout, a_layout, out_layout, out_layout,
+                                     pref, kHeuristicCandidates, results.data(), &num_results);
+  const auto problem = [&] {
+    return fmt::format(
+        "out [{}, {}] {} (row stride {}) = a [{}, {}] bf16 (row stride {}) . "
+        "w [{}, {}]^T bf16, alignments w {} a {} out {} bytes",
+        key.n, key.m, key.out_type == CUDA_R_16BF ? "bf16" : "f32", key.ldc, key.n, key.k, key.lda,
+        key.m, key.k, key.align_w, key.align_a, key.align_out);
+  };
+  SLUICE_CHECK(status == CUBLAS_STATUS_SUCCESS || status == CUBLAS_STATUS_NOT_SUPPORTED,
+               "matmul: cublasLtMatmulAlgoGetHeuristic failed with {} ({}) for {}",
+               cublasLtGetStatusName(status), cublasLtGetStatusString(status), problem());
+  const cublasLtMatmulHeuristicResult_t* best = nullptr;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    for (int i = 0; i < num_results && best == nullptr; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) best = &results[i];
+    }
+  }
+  SLUICE_CHECK(best != nullptr, "matmul: cuBLASLt has no algorithm for {}", problem());
+  const AlgoChoice choice{best->algo, best->workspaceSize};
+
+  std::lock_guard<std::mutex> lock(ctx.algos_mutex);
+  if (ctx.algos.size() >= kMaxCachedAlgos) ctx.algos.clear();
+  ctx.algos.emplace(key, choice);
+  return choice;
+}
+
+// ---- argument checks ----
+
+constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
+
+Status fail(std::string_view op, std::string message) {
+  return Status::invalid_argument(fmt::format("{}: {}", op, message));
+}
+
+// Defined, on the device, of one of the allowed dtypes, rank 2, non-negative extents and
+// strides, contiguous last dimension.
+Status check_matrix(std::string_view op, std::string_view name, const Tensor& t, bool allow_f32,
+                    std::string_view expected_shape) {
+  if (!t.defined()) return fail(op, fmt::format("{} is undefined (null data)", name));
+  if (t.device != Device::kCuda) {
+    return fail(op, fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
+                                "memory (Device::kCuda)",
+                                name));
+  }
+  if (t.dtype != DType::kBF16 && !(allow_f32 && t.dtype == DType::kF32)) {
+    return fail(op, fmt::format("{} has dtype {}; expected {}", name, dtype_name(t.dtype),
+                                allow_f32 ? "f32 or bf16" : "bf16"));
+  }
+  if (t.ndim != 2) {
+    return fail(
+        op, fmt::format("{} has shape {}; expected {}", name, t.shape_string(), expected_shape));
+  }
+  for (int d = 0; d < 2; ++d) {
+    if (t.shape[d] < 0 || t.strides[d] < 0 || t.shape[d] > kMaxDim) {
+      return fail(op, fmt::format("{} has shape {} with stride {} in dimension {}; expected "
+                                  "extents in [0, {}] and non-negative strides",
+                                  name, t.shape_string(), t.strides[d], d, kMaxDim));
+    }
+  }
+  if (t.shape[1] > 1 && t.strides[1] != 1) {
+    return fail(op, fmt::format("{} has stride {} in its last dimension; expected 1 (contiguous "
+                                "rows)",
+                                name, t.strides[1]));
+  }
+  return Status::ok();
+}
+
+// Bytes [begin, end) a rank-2 view can touch; empty for an empty view.
+struct ByteSpan {
+  uintptr_t begin = 0, end = 0;
+};
+
+ByteSpan byte_span(const Tensor& t) {
+  if (t.numel() == 0) return {};
+  const int64_t last = (t.shape[0] - 1) * t.strides[0] + (t.shape[1] - 1) * t.strides[1];
+  const auto begin = reinterpret_cast<uintptr_t>(t.data);
+  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
+}
+
+Status check_disjoint(std::string_view op, const Tensor& out, std::string_view name,
+                      const Tensor& other) {
+  const ByteSpan a = byte_span(out);
+  const ByteSpan b = byte_span(other);
+  if (a.begin < b.end && b.begin < a.end) {
+    return fail(op, fmt::format("out overlaps {} in memory; expected disjoint memory", name));
+  }
+  return Status::ok();
+}
+
+Status check_problem(std::string_view op, const Tensor& out, const Tensor& a, const Tensor& w) {
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "out", out, true, "[M, N]"));
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "a", a, false, "[M, K]"));
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "w", w, false, "[N, K]"));
+  const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
+  if (w.shape[1] != K) {
+    return fail(op, fmt::format("w has shape {} but a has {}; expected w [N, {}] (K of a)",
+                                w.shape_string(), a.shape_string(), K));
+  }
+  if (out.shape[0] != M || out.shape[1] != N) {
+    return fail(op, fmt::format("out has shape {}; expected [{}, {}] (M of a {}, N of w {})",
+                                out.shape_string(), M, N, a.shape_string(), w.shape_string()));
+  }
+  if (N > 1 && w.strides[0] != K) {
+    return fail(op, fmt::format("w has row stride {}; expected {} (a contiguous [N, K] weight)",
+                                w.strides[0], K));
+  }
+  if (M > 1 && a.strides[0] < K) {
+    return fail(op, fmt::format("a has row stride {} < K = {}; expected rows that do not "
+                                "overlap",
+                                a.strides[0], K));
+  }
+  if (M > 1 && out.strides[0] < N) {
+    return fail(op, fmt::format("out has row stride {} < N = {}; expected rows that do not "
+                                "overlap",
+                                out.strides[0], N));
+  }
+  SLUICE_RETURN_IF_ERROR(check_disjoint(op, out, "a", a));
+  return check_disjoint(op, out, "w", w);
+}
+
+Status check_acc(std::string_view op, const MatmulAccArgs& args) {
+  SLUICE_RETURN_IF_ERROR(check_problem(op, args.out, args.a, args.w));
+  if (args.beta != 0.0f && args.beta != 1.0f) {
+    return fail(op, fmt::format("beta is {}; expected 0 or 1", args.beta));
+  }
+  return Status::ok();
+}
+
+// ---- launch ----
+
+// A row stride as cuBLASLt's leading dimension: with one row the stride is free (any value,
+// 0 included), so use the row length, which cuBLASLt requires as a minimum.
+int64_t leading_dim(const Tensor& t) { return t.shape[0] > 1 ? t.strides[0] : t.shape[1]; }
+
+void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta, void* stream) {
+  const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
+  if (M == 0 || N == 0) return;
+  const auto s = static_cast<cudaStream_t>(stream);
+  const int64_t lda = leading_dim(a);
+  const int64_t ldc = leading_dim(out);
+  if (K == 0) {  // an empty sum: out = beta * out
+    if (beta == 0.0f) {
+      const size_t elem = dtype_size(out.dtype);
+      SLUICE_CUDA_CHECK(cudaMemset2DAsync(out.data, static_cast<size_t>(ldc) * elem, 0,
+                                          static_cast<size_t>(N) * elem, static_cast<size_t>(M),
+                                          s));
+    }
+    return;
+  }
+  DeviceBlas& ctx = device_blas(current_device(), &s);
+
+  // Descriptors live in stack storage (the *Init calls), so a launch allocates nothing.
+  cublasLtMatmulDescOpaque_t desc_storage;
+  const cublasLtMatmulDesc_t desc = &desc_storage;
+  SLUICE_CUBLAS_CHECK(cublasLtMatmulDescInit(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const int32_t trans_w = CUBLAS_OP_T, trans_a = CUBLAS_OP_N;
+  SLUICE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_w, sizeof(trans_w)));
+  SLUICE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_a, sizeof(trans_a)));
+  cublasLtMatrixLayoutOpaque_t w_storage, a_storage, out_storage;
+  const cublasLtMatrixLayout_t w_layout = &w_storage;
+  const cublasLtMatrixLayout_t a_layout = &a_storage;
+  const cublasLtMatrixLayout_t out_layout = &out_storage;
+  const cudaDataType_t out_type = cuda_type(out.dtype);
+  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(w_layout, CUDA_R_16BF, static_cast<uint64_t>(K),
+                                               static_cast<uint64_t>(N), K));
+  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(a_layout, CUDA_R_16BF, static_cast<uint64_t>(K),
+                                               static_cast<uint64_t>(M), lda));
+  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(out_layout, out_type, static_cast<uint64_t>(N),
+                                               static_cast<uint64_t>(M), ldc));
+
+  AlgoKey key;
+  key.m = N;
+  key.n = M;
+  key.k = K;
+  key.lda = lda;
+  key.ldc = ldc;
+  key.align_w = alignment_bytes(w.data, K, w.dtype);
+  key.align_a = alignment_bytes(a.data, lda, a.dtype);
+  key.align_out = alignment_bytes(out.data, ldc, out.dtype);
+  key.out_type = out_type;
+  const AlgoChoice choice = choose_algo(ctx, key, desc, w_layout, a_layout, out_layout);
+
+  const float alpha = 1.0f;
+  // C and D are the same matrix with the same layout: cuBLASLt's in-place form, which beta 1
+  // needs and beta 0 permits (C is then not read).
+  SLUICE_CUBLAS_CHECK(cublasLtMatmul(ctx.handle, desc, &alpha, w.data, w_layout, a.data, a_layout,
+                                     &beta, out.data, out_layout, out.data, out_layout,
+                                     &choice.algo, ctx.workspace, choice.workspace_bytes, s));
+  SLUICE_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void init_blas() { (void)device_blas(current_device(), nullptr); }
+
+size_t blas_cached_algo_count() {
+  DeviceBlas* ctx = g_devices[current_device()].load(std::memory_order_acquire);
+  if (ctx == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(ctx->algos_mutex);
+  return ctx->algos.size();
+}
+
+Status check_matmul(const MatmulArgs& args) {
+  return check_problem("matmul", args.out, args.a, args.w);
+}
+
+void matmul(const MatmulArgs& args, void* stream) {
+  const Status status = check_matmul(args);
+  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  run_matmul(args.out, args.a, args.w, 0.0f, stream);
+}
+
+Status check_matmul_acc(const MatmulAccArgs& args) { return check_acc("matmul_acc", args); }
+
+void matmul_acc(const MatmulAccArgs& args, void* stream) {
+  const Status status = check_matmul_acc(args);
+  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  run_matmul(args.out, args.a, args.w, args.beta, stream);
+}
+
+}  // namespace sluice::kernels::cuda
