@@ -5,7 +5,8 @@
 //     (argmax on the GPU, only token ids cross), tokens/s summed over the batch, and the
 //     batch-1 step time against the weight-read floor (weight bytes / measured copy GB/s).
 // Steps are timed on the host around the blocking forward call: that includes the step's
-// host work and transfers, as a server sees it.
+// host work and transfers, as a server sees it. Decode is timed twice: replaying the CUDA
+// graph of its batch bucket, and with eager launches.
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
@@ -155,13 +156,20 @@ void run_shape(const Shape& shape, bool quick, double copy, Report& report) {
     }
     Batch dec = make_batch(batch, ctx, 1, per_seq_blocks, bs, prompt_blocks);
     const ForwardBatch fb = dec.view(groups);
-    const double ms = host_median_ms([&] {
-      SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(batch)).is_ok(), "decode");
-    }, quick ? 5 : 20);
-    const double floor_ms = weight_gb / copy * 1e3;
-    report.add({std::string(shape.name) + " decode", {{"batch", batch}, {"context", ctx}},
-                {{"ms_per_step", ms}, {"tok_per_s", batch / (ms * 1e-3)}, {"weight_floor_ms", floor_ms},
-                 {"floor_fraction", floor_ms / ms}}});
+    // The same step replayed as a CUDA graph and launched eagerly (the step rewrites the
+    // same slots each time, so every repetition does the same work).
+    for (bool graphs : {true, false}) {
+      m.set_use_cuda_graphs(graphs);
+      SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(batch)).is_ok(), "decode warm-up");
+      const double ms = host_median_ms([&] {
+        SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(batch)).is_ok(), "decode");
+      }, quick ? 5 : 20);
+      const double floor_ms = weight_gb / copy * 1e3;
+      report.add({std::string(shape.name) + (graphs ? " decode graph" : " decode eager"),
+                  {{"batch", batch}, {"context", ctx}},
+                  {{"ms_per_step", ms}, {"tok_per_s", batch / (ms * 1e-3)}, {"weight_floor_ms", floor_ms},
+                   {"floor_fraction", floor_ms / ms}}});
+    }
   }
 }
 

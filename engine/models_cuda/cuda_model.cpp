@@ -67,6 +67,7 @@ void append_bf16(const Tensor& t, std::vector<uint16_t>& out) {
 }  // namespace
 
 CudaGemma3Model::~CudaGemma3Model() {
+  for (auto& [key, exec] : graphs_) SLUICE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
   if (stream_ != nullptr) {
     SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
     SLUICE_CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream_)));
@@ -112,6 +113,12 @@ StatusOr<std::unique_ptr<CudaGemma3Model>> CudaGemma3Model::create(ModelConfig c
   m->config_ = std::move(config);
   m->options_ = options;
   m->groups_ = kv_group_layouts(m->config_);
+  m->layer_group_.assign(m->config_.num_layers, 0);
+  for (size_t g = 0; g < m->groups_.size(); ++g) {
+    for (int l : m->groups_[g].layers) m->layer_group_[l] = static_cast<int>(g);
+  }
+  m->max_table_width_ =
+      (m->config_.max_position_embeddings + options.block_size - 1) / options.block_size;
   if (!options.num_blocks.empty() && options.num_blocks.size() != m->groups_.size()) {
     return Status::invalid_argument(fmt::format("CUDA model options: {} block counts for {} KV groups",
                                                 options.num_blocks.size(), m->groups_.size()));
@@ -224,13 +231,14 @@ Status CudaGemma3Model::allocate_scratch() {
   for (auto& b : buffers) {
     SLUICE_ASSIGN_OR_RETURN(*b.mem, DeviceMemory::allocate(b.bytes, b.what));
   }
+  // Sized for the longest context a table can address (graph replays launch for that).
   attn_workspace_bytes_ = kc::paged_attention_workspace_bytes(static_cast<int>(T), static_cast<int>(S),
                                                               static_cast<int>(nq), static_cast<int>(dmax),
-                                                              c.max_position_embeddings);
+                                                              max_table_width_ * options_.block_size);
   SLUICE_ASSIGN_OR_RETURN(attn_workspace_, DeviceMemory::allocate(attn_workspace_bytes_, "attention workspace"));
   // Integer tables: tokens, positions, token_seq, slots per group [T each]; seq_lens, query
   // start [S + 1]; logit rows [R]; block tables per group [S, max blocks of a sequence].
-  const int64_t max_blocks = (c.max_position_embeddings + options_.block_size - 1) / options_.block_size;
+  const int64_t max_blocks = max_table_width_;
   const int64_t G = static_cast<int64_t>(groups_.size());
   const size_t meta_ints = static_cast<size_t>(3 * T + 2 * S + 1 + R + G * (T + S * max_blocks));
   SLUICE_ASSIGN_OR_RETURN(meta_host_, PinnedMemory::allocate(meta_ints * 4, "step tables (host)"));
@@ -265,19 +273,15 @@ Status CudaGemma3Model::allocate_kv() {
           weight_bytes_ / kGiB, (used - weight_bytes_) / kGiB, used / kGiB, info.total_bytes / kGiB,
           std::max(budget, 0.0) / kGiB, options_.gpu_memory_utilization, all_groups));
     }
-    num_blocks_.assign(groups_.size(), static_cast<int>(std::min<int64_t>(blocks, INT32_MAX / bs)));
+    // One block per group stays out of the pool: padded graph rows read it.
+    num_blocks_.assign(groups_.size(), static_cast<int>(std::min<int64_t>(blocks - 1, INT32_MAX / bs - 1)));
   }
+  pad_block_ = num_blocks_;  // the block after the pool's last
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     if (!lc.owns_kv()) continue;
-    int g = -1;
-    for (size_t gi = 0; gi < groups_.size(); ++gi) {
-      if (std::find(groups_[gi].layers.begin(), groups_[gi].layers.end(), li) != groups_[gi].layers.end()) {
-        g = static_cast<int>(gi);
-      }
-    }
-    SLUICE_CHECK(g >= 0, "layer {} in no KV group", li);
-    const int64_t slots = static_cast<int64_t>(num_blocks_[g]) * bs;
+    const int g = layer_group_[li];
+    const int64_t slots = (static_cast<int64_t>(num_blocks_[g]) + 1) * bs;
     const size_t bytes = static_cast<size_t>(slots) * lc.num_kv_heads * lc.head_dim * 2;
     for (Tensor* t : {&layers_[li].k_cache, &layers_[li].v_cache}) {
       SLUICE_ASSIGN_OR_RETURN(DeviceMemory mem,
@@ -292,7 +296,8 @@ Status CudaGemma3Model::allocate_kv() {
   return Status::ok();
 }
 
-Status CudaGemma3Model::run(const ForwardBatch& batch) {
+Status CudaGemma3Model::stage(const ForwardBatch& batch, int pad_to, std::span<const int> widths,
+                              StepLayout* L) {
   const ModelConfig& c = config_;
   const int T = static_cast<int>(batch.tokens.size());
   const int S = static_cast<int>(batch.seq_lens.size());
@@ -303,6 +308,12 @@ Status CudaGemma3Model::run(const ForwardBatch& batch) {
     return Status::invalid_argument(fmt::format(
         "step of {} tokens, {} sequences, {} logit rows exceeds the CUDA model's limits ({}, {}, {})",
         T, S, R, options_.max_num_tokens, options_.max_num_seqs, options_.max_num_seqs));
+  }
+  for (const KvGroupBatch& gb : batch.groups) {
+    if (gb.max_blocks > max_table_width_) {
+      return Status::invalid_argument(fmt::format("block tables {} wide; the context length allows {}",
+                                                  gb.max_blocks, max_table_width_));
+    }
   }
   // The kernels take each sequence's tokens as one run of rows: check the layout and derive
   // query_start[S + 1].
@@ -339,30 +350,73 @@ Status CudaGemma3Model::run(const ForwardBatch& batch) {
     }
   }
 
-  // Pack the step's integer tables into the pinned buffer, then one copy to the device.
+  // Padded decode steps (graph replays) add rows B > S: token 0 at position 0 of a one-token
+  // sequence whose only block is the reserved pad block; its K/V is not written (slot -1)
+  // and its outputs are never read.
+  const int B = pad_to > 0 ? pad_to : T;
+  const int PS = pad_to > 0 ? pad_to : S;
+  const int PR = pad_to > 0 ? pad_to : R;
+  L->T = B;
+  L->S = PS;
+  L->R = PR;
+  L->real_rows = R;
+  L->max_query_len = max_query_len;
+  L->table_width.resize(groups_.size());
+  L->max_seq_len.resize(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    L->table_width[g] = widths.empty() ? batch.groups[g].max_blocks : widths[g];
+    // A graph is replayed for any context up to its tables' width.
+    L->max_seq_len[g] = widths.empty() ? max_seq_len : widths[g] * options_.block_size;
+  }
+
+  // Pack the tables into the pinned buffer, then one copy to the device.
   auto* host = static_cast<int32_t*>(meta_host_.data());
   size_t used = 0;
-  auto put = [&](std::span<const int32_t> v) {
+  auto put = [&](std::span<const int32_t> v, int padded_len, int32_t pad_value, bool pad_iota) {
     const size_t at = used;
     std::memcpy(host + used, v.data(), v.size() * 4);
-    used += v.size();
+    for (int i = static_cast<int>(v.size()); i < padded_len; ++i) host[used + i] = pad_iota ? i : pad_value;
+    used += std::max<size_t>(v.size(), padded_len);
     return at;
   };
-  const size_t o_tokens = put(batch.tokens), o_pos = put(batch.positions), o_seq = put(batch.token_seq);
-  const size_t o_lens = put(batch.seq_lens), o_qs = put(query_start), o_rows = put(batch.logit_rows);
-  std::vector<size_t> o_slots(groups_.size()), o_tables(groups_.size());
+  L->o_tokens = put(batch.tokens, B, 0, false);
+  L->o_pos = put(batch.positions, B, 0, false);
+  L->o_seq = put(batch.token_seq, B, 0, true);
+  L->o_lens = put(batch.seq_lens, PS, 1, false);
+  L->o_qs = put(query_start, pad_to > 0 ? PS + 1 : S + 1, 0, true);
+  L->o_rows = put(batch.logit_rows, PR, 0, true);
+  L->o_slots.resize(groups_.size());
+  L->o_tables.resize(groups_.size());
   for (size_t g = 0; g < groups_.size(); ++g) {
-    o_slots[g] = put(batch.groups[g].slots);
-    o_tables[g] = put(batch.groups[g].block_tables);
+    const KvGroupBatch& gb = batch.groups[g];
+    L->o_slots[g] = put(gb.slots, B, -1, false);
+    const int width = L->table_width[g];
+    L->o_tables[g] = used;
+    for (int s = 0; s < PS; ++s) {
+      int32_t* row = host + used + static_cast<size_t>(s) * width;
+      if (s < S) {
+        std::copy_n(gb.block_tables.data() + static_cast<size_t>(s) * gb.max_blocks, gb.max_blocks, row);
+        std::fill(row + gb.max_blocks, row + width, -1);
+      } else {
+        std::fill(row, row + width, pad_block_[g]);
+      }
+    }
+    used += static_cast<size_t>(PS) * width;
   }
   SLUICE_CHECK(used * 4 <= meta_host_.bytes(), "step tables overflow: {} ints", used);
-  auto stream = static_cast<cudaStream_t>(stream_);
-  SLUICE_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.data(), host, used * 4, cudaMemcpyHostToDevice, stream));
+  SLUICE_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.data(), host, used * 4, cudaMemcpyHostToDevice,
+                                    static_cast<cudaStream_t>(stream_)));
+  return Status::ok();
+}
+
+void CudaGemma3Model::enqueue(const StepLayout& L) {
+  const ModelConfig& c = config_;
+  const int T = L.T, S = L.S, R = L.R;
   auto ints = [&](size_t offset, int64_t n) {
     return dev_contig(static_cast<int32_t*>(meta_dev_.data()) + offset, DType::kI32, {n});
   };
-  const Tensor tokens = ints(o_tokens, T), pos = ints(o_pos, T), token_seq = ints(o_seq, T);
-  const Tensor seq_lens = ints(o_lens, S), qstart = ints(o_qs, S + 1), logit_rows = ints(o_rows, R);
+  const Tensor tokens = ints(L.o_tokens, T), pos = ints(L.o_pos, T), token_seq = ints(L.o_seq, T);
+  const Tensor seq_lens = ints(L.o_lens, S), qstart = ints(L.o_qs, S + 1), logit_rows = ints(L.o_rows, R);
 
   const int64_t H = c.hidden_size, nq = c.num_heads;
   const float eps = c.rms_norm_eps;
@@ -376,63 +430,56 @@ Status CudaGemma3Model::run(const ForwardBatch& batch) {
   kc::rms_norm({a, x, layers_[0].attn_norm, eps, one_plus}, s);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
-    const Layer& L = layers_[li];
+    const Layer& ly = layers_[li];
     const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
     const int64_t w = (nq + 2 * nkv) * d;
-    int g = 0;
-    for (size_t gi = 0; gi < groups_.size(); ++gi) {
-      if (std::find(groups_[gi].layers.begin(), groups_[gi].layers.end(), li) != groups_[gi].layers.end()) {
-        g = static_cast<int>(gi);
-      }
-    }
-    const KvGroupBatch& gb = batch.groups[g];
-    const Tensor slots = ints(o_slots[g], T);
-    const Tensor tables = dev_contig(static_cast<int32_t*>(meta_dev_.data()) + o_tables[g], DType::kI32,
-                                     {S, gb.max_blocks});
+    const int g = layer_group_[li];
+    const Tensor slots = ints(L.o_slots[g], T);
+    const Tensor tables = dev_contig(static_cast<int32_t*>(meta_dev_.data()) + L.o_tables[g], DType::kI32,
+                                     {S, L.table_width[g]});
 
     const Tensor qkv = dev_contig(qkv_.data(), DType::kBF16, {T, w});
-    kc::matmul({qkv, a, L.wqkv}, s);
+    kc::matmul({qkv, a, ly.wqkv}, s);
     auto* base = static_cast<uint16_t*>(qkv_.data());
     const Tensor q = dev_view(base, DType::kBF16, {T, nq, d}, {w, d, 1});
     const Tensor k = dev_view(base + nq * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
     const Tensor v = dev_view(base + (nq + nkv) * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
-    kc::rms_norm({q, q, L.q_norm, eps, one_plus}, s);
-    kc::rms_norm({k, k, L.k_norm, eps, one_plus}, s);
+    kc::rms_norm({q, q, ly.q_norm, eps, one_plus}, s);
+    kc::rms_norm({k, k, ly.k_norm, eps, one_plus}, s);
     const RopeConfig& r = lc.rope;
     kc::rope({q, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
     kc::rope({k, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
-    kc::cache_write({k, v, L.k_cache, L.v_cache, slots}, s);
+    kc::cache_write({k, v, ly.k_cache, ly.v_cache, slots}, s);
 
     const Tensor attn = dev_contig(attn_.data(), DType::kBF16, {T, nq, d});
     kc::CudaPagedAttentionArgs pa;
     const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    pa.base = {attn, q, L.k_cache, L.v_cache, token_seq, pos, tables, seq_lens, options_.block_size,
+    pa.base = {attn, q, ly.k_cache, ly.v_cache, token_seq, pos, tables, seq_lens, options_.block_size,
                c.attn_scale, window, c.attn_logit_softcap};
     pa.query_start = qstart;
-    pa.max_query_len = max_query_len;
-    pa.max_seq_len = max_seq_len;
+    pa.max_query_len = L.max_query_len;
+    pa.max_seq_len = L.max_seq_len[g];
     pa.workspace = dev_contig(attn_workspace_.data(), DType::kF32,
                               {static_cast<int64_t>(std::max<size_t>(attn_workspace_bytes_ / 4, 1))});
     kc::paged_attention(pa, s);
-    kc::matmul({o, attn.view({T, nq * d}), L.wo}, s);
-    kc::fused_add_rms_norm({x, o, L.post_attn_norm, a, L.ffn_norm, eps, one_plus}, s);
+    kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
+    kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 
     const Tensor gu = dev_contig(gu_.data(), DType::kBF16, {T, 2 * I});
-    kc::matmul({gu, a, L.wgu}, s);
+    kc::matmul({gu, a, ly.wgu}, s);
     auto* gub = static_cast<uint16_t*>(gu_.data());
     const Tensor act = dev_contig(act_.data(), DType::kBF16, {T, I});
     kc::geglu({act, dev_view(gub, DType::kBF16, {T, I}, {2 * I, 1}),
                dev_view(gub + I, DType::kBF16, {T, I}, {2 * I, 1})},
               s);
-    kc::matmul({o, act, L.w_down}, s);
+    kc::matmul({o, act, ly.w_down}, s);
     if (li + 1 < c.num_layers) {
-      kc::fused_add_rms_norm({x, o, L.post_ffn_norm, a, layers_[li + 1].attn_norm, eps, one_plus}, s);
+      kc::fused_add_rms_norm({x, o, ly.post_ffn_norm, a, layers_[li + 1].attn_norm, eps, one_plus}, s);
     } else {
-      kc::add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus}, s);
+      kc::add_rms_norm({x, o, ly.post_ffn_norm, eps, one_plus}, s);
     }
   }
-  num_logit_rows_ = R;
-  if (R == 0) return Status::ok();
+  if (R == 0) return;
   const Tensor rows = dev_contig(rows_.data(), DType::kF32, {R, H});
   kc::gather_rows({rows, x, logit_rows}, s);
   const Tensor y = dev_contig(a_.data(), DType::kBF16, {R, H});
@@ -440,6 +487,62 @@ Status CudaGemma3Model::run(const ForwardBatch& batch) {
   const Tensor logits = dev_contig(logits_.data(), DType::kF32, {R, c.vocab_size});
   kc::matmul({logits, y, embed_}, s);
   if (c.final_logit_softcap > 0) kc::softcap({logits, c.final_logit_softcap}, s);
+  kc::argmax({dev_contig(argmax_.data(), DType::kI32, {R}), logits}, s);
+}
+
+bool CudaGemma3Model::is_plain_decode(const ForwardBatch& b) const {
+  const size_t S = b.seq_lens.size();
+  if (S == 0 || b.tokens.size() != S || b.logit_rows.size() != S) return false;
+  for (size_t i = 0; i < S; ++i) {
+    if (b.token_seq[i] != static_cast<int32_t>(i) || b.logit_rows[i] != static_cast<int32_t>(i)) return false;
+  }
+  return true;
+}
+
+Status CudaGemma3Model::run(const ForwardBatch& batch) {
+  auto stream = static_cast<cudaStream_t>(stream_);
+  if (!options_.use_cuda_graphs || !is_plain_decode(batch)) {
+    StepLayout L;
+    SLUICE_RETURN_IF_ERROR(stage(batch, 0, {}, &L));
+    enqueue(L);
+    num_logit_rows_ = L.R;
+    return Status::ok();
+  }
+  // Decode: replay the graph of this batch-size bucket and table width (captured on first use).
+  const int S = static_cast<int>(batch.seq_lens.size());
+  int bucket = 1;
+  while (bucket < S) bucket *= 2;
+  bucket = std::min(bucket, options_.max_num_seqs);
+  if (bucket > options_.max_num_tokens) {  // scratch holds max_num_tokens rows
+    StepLayout L;
+    SLUICE_RETURN_IF_ERROR(stage(batch, 0, {}, &L));
+    enqueue(L);
+    num_logit_rows_ = L.R;
+    return Status::ok();
+  }
+  std::vector<int> widths(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    int w = 16;
+    while (w < batch.groups[g].max_blocks) w *= 2;
+    widths[g] = std::min(w, max_table_width_);
+  }
+  StepLayout L;
+  SLUICE_RETURN_IF_ERROR(stage(batch, bucket, widths, &L));
+  std::vector<int> key = widths;
+  key.push_back(bucket);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    cudaGraph_t graph = nullptr;
+    SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    enqueue(L);
+    SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
+    it = graphs_.emplace(std::move(key), exec).first;
+  }
+  SLUICE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second), stream));
+  num_logit_rows_ = L.real_rows;
   return Status::ok();
 }
 
@@ -459,15 +562,11 @@ Status CudaGemma3Model::forward_greedy(const ForwardBatch& batch, std::span<int3
     return Status::invalid_argument(fmt::format("token buffer holds {} ids for {} logit rows", tokens.size(),
                                                 batch.logit_rows.size()));
   }
-  // Validation sizes the logits buffer as forward() would; the rows stay on the device.
   SLUICE_RETURN_IF_ERROR(run(batch));
   auto stream = static_cast<cudaStream_t>(stream_);
-  const int R = num_logit_rows_;
-  if (R > 0) {
-    const Tensor logits = dev_contig(logits_.data(), DType::kF32, {R, config_.vocab_size});
-    const Tensor ids = dev_contig(argmax_.data(), DType::kI32, {R});
-    kc::argmax({ids, logits}, stream_);
-    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), argmax_.data(), R * 4, cudaMemcpyDeviceToHost, stream));
+  if (num_logit_rows_ > 0) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), argmax_.data(), num_logit_rows_ * 4,
+                                      cudaMemcpyDeviceToHost, stream));
   }
   SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
   return Status::ok();

@@ -16,6 +16,7 @@
 //   bf16 [T,I] -> act.Wdown^T -> o f32 -> x += norm(o); a = norm(x) for the next layer.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <vector>
@@ -35,6 +36,10 @@ struct CudaModelOptions {
   // scratch buffer are allocated, up to gpu_memory_utilization of the device's memory.
   std::vector<int> num_blocks;
   float gpu_memory_utilization = 0.9f;
+  // Pure decode steps (one token per sequence, every row sampled) replay a CUDA graph per
+  // batch-size bucket (1, 2, 4, ... up to max_num_seqs) and block-table width, captured on
+  // first use; other steps launch eagerly.
+  bool use_cuda_graphs = true;
 };
 
 class CudaGemma3Model {
@@ -49,11 +54,16 @@ class CudaGemma3Model {
   static StatusOr<std::unique_ptr<CudaGemma3Model>> synthetic(ModelConfig config, uint64_t seed,
                                                               const CudaModelOptions& options);
   ~CudaGemma3Model();
+  CudaGemma3Model(const CudaGemma3Model&) = delete;
+  CudaGemma3Model& operator=(const CudaGemma3Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
   int block_size() const { return options_.block_size; }
   int num_kv_groups() const { return static_cast<int>(groups_.size()); }
   int num_blocks(int group) const { return num_blocks_[group]; }
+  void set_use_cuda_graphs(bool on) { options_.use_cuda_graphs = on; }
+  // Decode graphs captured so far.
+  int num_graphs() const { return static_cast<int>(graphs_.size()); }
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
 
@@ -78,14 +88,33 @@ class CudaGemma3Model {
   Status init_weights(WeightBinder* binder, uint64_t seed);
   Status allocate_scratch();
   Status allocate_kv();
-  // Validates and stages the batch; runs every layer and the final norm + head into
-  // logits_ (device) for the logit rows.
+
+  // Where one step's integer tables sit in meta_dev_, and the step's (padded) sizes.
+  struct StepLayout {
+    int T = 0, S = 0, R = 0;  // as launched (padded for graph replays)
+    int real_rows = 0;        // logit rows the caller asked for
+    int max_query_len = 0;
+    std::vector<int> max_seq_len;  // per KV group, as the attention launches see it
+    std::vector<int> table_width;  // per KV group
+    size_t o_tokens = 0, o_pos = 0, o_seq = 0, o_lens = 0, o_qs = 0, o_rows = 0;
+    std::vector<size_t> o_slots, o_tables;
+  };
+  // Validates the batch and copies its tables to the device; with pad_to > 0 the step is
+  // padded to pad_to sequences of one token and the block tables to `widths` columns.
+  Status stage(const ForwardBatch& batch, int pad_to, std::span<const int> widths, StepLayout* layout);
+  // Queues every kernel of the step on stream_: layers, final norm, head, argmax.
+  void enqueue(const StepLayout& layout);
+  bool is_plain_decode(const ForwardBatch& batch) const;
+  // stage + enqueue (or a graph replay); logits_ and argmax_ hold the result rows.
   Status run(const ForwardBatch& batch);
 
   ModelConfig config_;
   CudaModelOptions options_;
   std::vector<KvGroupLayout> groups_;
-  std::vector<int> num_blocks_;
+  std::vector<int> layer_group_;  // KV group of each layer
+  std::vector<int> num_blocks_;   // usable blocks per group (the scheduler's pool)
+  std::vector<int> pad_block_;    // one more block per group, read by padded graph rows
+  int max_table_width_ = 0;       // blocks of a sequence at the full context length
   void* stream_ = nullptr;  // cudaStream_t
 
   std::vector<DeviceMemory> weight_memory_;
@@ -102,6 +131,7 @@ class CudaGemma3Model {
   PinnedMemory meta_host_;
   DeviceMemory meta_dev_;
   int num_logit_rows_ = 0;
+  std::map<std::vector<int>, void*> graphs_;  // {widths..., bucket} -> cudaGraphExec_t
 };
 
 }  // namespace sluice::models::cuda
