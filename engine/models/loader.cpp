@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "engine/models/gemma3.h"
+#include "engine/models/gemma4.h"
 #include "engine/models/weight_binder.h"
 #include "engine/weights/weight_source.h"
 
@@ -133,10 +134,17 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
           out.tokenizer->vocab_size(), config.vocab_size));
     }
     // As llama.cpp does: the end-of-turn token also ends generation.
-    if (auto eot = out.tokenizer->token_id("<end_of_turn>")) add_unique(out.defaults.stop_token_ids, *eot);
+    const char* eot_text = config.arch == Arch::kGemma4 ? "<turn|>" : "<end_of_turn>";
+    if (auto eot = out.tokenizer->token_id(eot_text)) add_unique(out.defaults.stop_token_ids, *eot);
   }
+  // Multimodal checkpoints: the binder finds the text model under its prefix, and the vision
+  // and audio towers are never read.
   WeightBinder binder(source, options.keep_bf16);
-  SLUICE_ASSIGN_OR_RETURN(out.model, Gemma3Model::load(std::move(config), std::move(binder), ops));
+  if (config.arch == Arch::kGemma4) {
+    SLUICE_ASSIGN_OR_RETURN(out.model, Gemma4Model::load(std::move(config), std::move(binder), ops));
+  } else {
+    SLUICE_ASSIGN_OR_RETURN(out.model, Gemma3Model::load(std::move(config), std::move(binder), ops));
+  }
   return out;
 }
 

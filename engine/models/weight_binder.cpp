@@ -32,6 +32,21 @@ RoleNames role_names(TensorRole role) {
     case TensorRole::kUpProj: return {"ffn_up.weight", "mlp.up_proj.weight"};
     case TensorRole::kDownProj: return {"ffn_down.weight", "mlp.down_proj.weight"};
     case TensorRole::kPostFfnNorm: return {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"};
+    case TensorRole::kPleEmbedding: return {"per_layer_token_embd.weight", "embed_tokens_per_layer.weight"};
+    case TensorRole::kPleModelProjection: return {"per_layer_model_proj.weight", "per_layer_model_projection.weight"};
+    case TensorRole::kPleProjectionNorm: return {"per_layer_proj_norm.weight", "per_layer_projection_norm.weight"};
+    case TensorRole::kPleGate: return {"inp_gate.weight", "per_layer_input_gate.weight"};
+    case TensorRole::kPleProjection: return {"proj.weight", "per_layer_projection.weight"};
+    case TensorRole::kPlePostNorm: return {"post_norm.weight", "post_per_layer_input_norm.weight"};
+    case TensorRole::kLayerScalar: return {"layer_output_scale.weight", "layer_scalar"};
+    case TensorRole::kPostFfnNorm1: return {"post_ffw_norm_1.weight", "post_feedforward_layernorm_1.weight"};
+    case TensorRole::kPreFfnNorm2: return {"pre_ffw_norm_2.weight", "pre_feedforward_layernorm_2.weight"};
+    case TensorRole::kPostFfnNorm2: return {"post_ffw_norm_2.weight", "post_feedforward_layernorm_2.weight"};
+    case TensorRole::kRouterProj: return {"ffn_gate_inp.weight", "router.proj.weight"};
+    case TensorRole::kRouterScale: return {"ffn_gate_inp.scale", "router.scale"};
+    case TensorRole::kRouterPerExpertScale: return {"ffn_down_exps.scale", "router.per_expert_scale"};
+    case TensorRole::kExpertsGateUp: return {"ffn_gate_up_exps.weight", "experts.gate_up_proj"};
+    case TensorRole::kExpertsDown: return {"ffn_down_exps.weight", "experts.down_proj"};
   }
   return {"", ""};
 }
@@ -93,13 +108,25 @@ StatusOr<kernels::Tensor> WeightBinder::vector(TensorRole role, int layer, int64
   return bind(role, layer, {n}, /*allow_bf16=*/false);
 }
 
+StatusOr<kernels::Tensor> WeightBinder::tensor(TensorRole role, int layer, std::vector<int64_t> shape) {
+  return bind(role, layer, std::move(shape), /*allow_bf16=*/true);
+}
+
+bool WeightBinder::has(TensorRole role, int layer) const {
+  return source_->find(tensor_name(role, layer)) != nullptr;
+}
+
 float WeightBinder::embedding_scale(int hidden_size) const {
-  const float exact = static_cast<float>(std::sqrt(static_cast<double>(hidden_size)));
-  const weights::WeightInfo* info = source_->find(tensor_name(TensorRole::kTokenEmbedding, -1));
-  if (info == nullptr || is_gguf_) return exact;
-  if (info->dtype == weights::SourceDType::kBF16) return bf16_to_f32(f32_to_bf16(exact));
-  if (info->dtype == weights::SourceDType::kF16) return f16_to_f32(f32_to_f16(exact));
-  return exact;
+  return scale_for(TensorRole::kTokenEmbedding,
+                   static_cast<float>(std::sqrt(static_cast<double>(hidden_size))));
+}
+
+float WeightBinder::scale_for(TensorRole role, float value) const {
+  const weights::WeightInfo* info = source_->find(tensor_name(role, -1));
+  if (info == nullptr || is_gguf_) return value;
+  if (info->dtype == weights::SourceDType::kBF16) return bf16_to_f32(f32_to_bf16(value));
+  if (info->dtype == weights::SourceDType::kF16) return f16_to_f32(f32_to_f16(value));
+  return value;
 }
 
 }  // namespace sluice::models

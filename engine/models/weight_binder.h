@@ -35,6 +35,23 @@ enum class TensorRole : uint8_t {
   kUpProj,
   kDownProj,
   kPostFfnNorm,
+  // Gemma 4 per-layer embeddings (PLE, E2B/E4B).
+  kPleEmbedding,        // model: [V_ple, L * P] token table, layer-major rows
+  kPleModelProjection,  // model: [L * P, H] context projection of the scaled embedding
+  kPleProjectionNorm,   // model: [P], shared by every layer's slice
+  kPleGate,             // layer: [P, H]
+  kPleProjection,       // layer: [H, P]
+  kPlePostNorm,         // layer: [H]
+  kLayerScalar,         // layer: [1], multiplies the layer's whole output
+  // Gemma 4 MoE block (26B-A4B), beside the dense MLP.
+  kPostFfnNorm1,          // layer: [H], after the dense MLP
+  kPreFfnNorm2,           // layer: [H], the experts' input norm
+  kPostFfnNorm2,          // layer: [H], after the weighted expert sum
+  kRouterProj,            // layer: [E, H]
+  kRouterScale,           // layer: [H]
+  kRouterPerExpertScale,  // layer: [E]
+  kExpertsGateUp,         // layer: [E, 2 * I_moe, H]; rows [0, I) gate, [I, 2I) up
+  kExpertsDown,           // layer: [E, H, I_moe]
 };
 
 class WeightBinder {
@@ -49,10 +66,17 @@ class WeightBinder {
   // The tensor for `role` of layer `layer` (-1 for model-level tensors) as [rows, cols].
   StatusOr<kernels::Tensor> matrix(TensorRole role, int layer, int64_t rows, int64_t cols);
   StatusOr<kernels::Tensor> vector(TensorRole role, int layer, int64_t n);
+  // Any rank (e.g. stacked expert weights [E, rows, cols]); bf16 kept like a matrix.
+  StatusOr<kernels::Tensor> tensor(TensorRole role, int layer, std::vector<int64_t> shape);
+  // Whether the source holds `role`/`layer` (e.g. to tell a K=V layer's missing v_proj).
+  bool has(TensorRole role, int layer) const;
 
   // sqrt(hidden) as the reference multiplies it: rounded to the embedding's stored dtype
   // when that is bf16 or f16 (HF casts the scale to the weight dtype), exact otherwise.
   float embedding_scale(int hidden_size) const;
+  // `value` as the reference multiplies it into `role`'s table (the PLE table's sqrt(P)):
+  // rounded to that tensor's stored dtype when bf16 or f16, exact otherwise and for GGUF.
+  float scale_for(TensorRole role, float value) const;
 
   // The name `role`/`layer` has in this source (for messages and tests).
   std::string tensor_name(TensorRole role, int layer) const;
