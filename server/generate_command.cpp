@@ -2,15 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "common/log.h"
 #include "engine/chat/gemma3_chat.h"
 #include "engine/models/loader.h"
-#include "engine/sampling/sampler.h"
+#include "engine/runtime/engine.h"
 #include "kernels/cpu/thread_pool.h"
 #include "server/model_path.h"
 
@@ -57,6 +61,30 @@ std::string take_complete_utf8(std::string& pending) {
   pending.erase(0, cut);
   return out;
 }
+
+// Hands deltas from the engine thread to the printing thread (push() only enqueues).
+class QueueSink : public engine::OutputSink {
+ public:
+  void push(engine::Delta d) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      deltas_.push_back(std::move(d));
+    }
+    cv_.notify_one();
+  }
+  engine::Delta pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !deltas_.empty(); });
+    engine::Delta d = std::move(deltas_.front());
+    deltas_.pop_front();
+    return d;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<engine::Delta> deltas_;
+};
 
 int fail(const Status& s, int code) {
   std::fprintf(stderr, "sluice generate: %s\n", s.message().c_str());
@@ -118,8 +146,8 @@ int run_generate(const GenerateOptions& o) {
   auto loaded_or = models::load_model(*path, models::LoadOptions{}, kernels::cpu_ops());
   if (!loaded_or.is_ok()) return fail(loaded_or.status(), 2);
   models::LoadedModel& lm = *loaded_or;
-  models::Model& model = *lm.model;
-  const models::ModelConfig& cfg = model.config();
+  // Stays valid while the engine (which takes the model) lives.
+  const models::ModelConfig& cfg = lm.model->config();
   SLUICE_LOG_INFO("loaded {} ({})", lm.path, cfg.summary());
 
   std::vector<int32_t> prompt;
@@ -161,47 +189,70 @@ int run_generate(const GenerateOptions& o) {
                 2);
   }
 
-  std::vector<int32_t> stops = lm.defaults.stop_token_ids;
-  sampling::SamplingParams sp;
-  sp.temperature = o.temperature;
-  sp.top_k = o.top_k;
-  sp.top_p = o.top_p;
-  sp.min_p = o.min_p;
-  sp.seed = o.seed;
-  sampling::Sampler sampler(sp);
+  // The run goes through the engine like a served request: one request, one choice, a pool
+  // just big enough for it, and the whole prompt in one step (as a single forward would).
+  engine::Request request;
+  request.prompt = prompt;
+  request.max_tokens = o.max_tokens;
+  request.stop_token_ids = lm.defaults.stop_token_ids;
+  request.sampling.temperature = o.temperature;
+  request.sampling.top_k = o.top_k;
+  request.sampling.top_p = o.top_p;
+  request.sampling.min_p = o.min_p;
+  request.sampling.seed = o.seed;
+  request.debug_logits = !o.dump_logits.empty();
 
   std::ofstream dump;
   if (!o.dump_logits.empty()) {
     dump.open(o.dump_logits, std::ios::binary | std::ios::trunc);
     if (!dump) return fail(Status::invalid_argument(fmt::format("--dump-logits {}: cannot write", o.dump_logits)), 2);
   }
-  const size_t V = cfg.vocab_size;
-  models::SequenceKv kv(cfg);
-  std::vector<float> logits;
+
+  engine::EngineConfig ec;
+  constexpr int32_t kBlockSize = 16;
+  const int64_t total_tokens = static_cast<int64_t>(prompt.size()) + o.max_tokens;
+  ec.block_size = kBlockSize;
+  ec.num_blocks.assign(models::kv_group_layouts(cfg).size(),
+                       static_cast<int32_t>((total_tokens + kBlockSize - 1) / kBlockSize + 1));
+  ec.max_num_seqs = 1;
+  ec.max_num_batched_tokens = static_cast<int32_t>(std::max<size_t>(prompt.size(), 1));
+  ec.max_model_len = static_cast<int32_t>(context);
+  ec.enable_prefix_caching = false;
+  auto engine_or = engine::Engine::create(std::move(lm.model), ec);
+  if (!engine_or.is_ok()) return fail(engine_or.status(), 1);
+  std::unique_ptr<engine::Engine> engine = std::move(engine_or).value();
+
+  // Deltas arrive on the engine thread; this thread takes them off the queue and prints.
+  auto sink = std::make_shared<QueueSink>();
+  engine->submit(std::move(request), sink);
+
   std::vector<int32_t> generated;
   std::string pending;
+  const std::vector<int32_t>& stops = lm.defaults.stop_token_ids;
   const bool stream_text = !o.output_token_ids && lm.tokenizer != nullptr;
-
-  std::span<const int32_t> step_tokens(prompt);
-  for (int step = 0; step < o.max_tokens; ++step) {
-    int rows = (step == 0 && dump.is_open()) ? static_cast<int>(step_tokens.size()) : 1;
-    logits.resize(rows * V);
-    Status s = kv.forward(model, step_tokens, rows, logits);
-    if (!s.is_ok()) return fail(s, 1);
-    if (dump.is_open()) dump.write(reinterpret_cast<const char*>(logits.data()), logits.size() * sizeof(float));
-    std::span<const float> last(logits.data() + (rows - 1) * V, V);
-    int32_t next = sampler.sample(last);
-    generated.push_back(next);
-    bool stop = std::find(stops.begin(), stops.end(), next) != stops.end();
-    if (stream_text && !stop) {
-      pending += lm.tokenizer->decode(std::span(&generated.back(), 1));
-      std::string text = take_complete_utf8(pending);
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
+  for (;;) {
+    engine::Delta d = sink->pop();
+    if (dump.is_open()) {
+      dump.write(reinterpret_cast<const char*>(d.debug_logits.data()),
+                 static_cast<std::streamsize>(d.debug_logits.size() * sizeof(float)));
     }
-    if (stop) break;
-    step_tokens = std::span<const int32_t>(&generated.back(), 1);
+    for (int32_t next : d.token_ids) {
+      generated.push_back(next);
+      const bool stop = std::find(stops.begin(), stops.end(), next) != stops.end();
+      if (stream_text && !stop) {
+        pending += lm.tokenizer->decode(std::span(&generated.back(), 1));
+        std::string text = take_complete_utf8(pending);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+      }
+    }
+    if (!d.finish_reason.has_value()) continue;
+    if (*d.finish_reason == scheduler::FinishReason::kAbort) {
+      return fail(Status::internal("the engine aborted the request (see the log)"), 1);
+    }
+    break;
   }
+  engine->stop();
   if (o.output_token_ids) {
     std::string line;
     for (size_t i = 0; i < generated.size(); ++i) line += (i ? "," : "") + std::to_string(generated[i]);

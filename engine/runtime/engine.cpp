@@ -116,24 +116,38 @@ void Engine::refresh_stats() {
   e.prefix_query_tokens = s.kv.prefix_query_tokens;
   e.num_preemptions = s.num_preemptions;
   e.num_generation_tokens = s.num_generation_tokens;
+  e.num_computed_tokens = s.num_computed_tokens;
+  e.num_prompt_tokens_computed = num_prompt_tokens_computed_;
   e.num_steps = num_steps_;
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_ = std::move(e);
 }
 
+void Engine::reject(const Pending& p, std::vector<Outgoing>& out) const {
+  const int32_t num_choices = std::clamp(p.request.n, 1, std::max(config_.max_num_seqs, 1));
+  for (int32_t k = 0; k < num_choices; ++k) {
+    Delta d;
+    d.id = p.id;
+    d.choice = k;
+    d.finish_reason = scheduler::FinishReason::kAbort;
+    out.push_back({p.sink, std::move(d)});
+  }
+}
+
 void Engine::add(Pending p, std::vector<Outgoing>& out) {
-  auto reject = [&](const Status& status) {
+  auto reject_with = [&](const Status& status) {
     SLUICE_LOG_INFO("request {} rejected: {}", p.id.value, status.message());
-    out.push_back({p.sink, Delta{p.id, 0, {}, scheduler::FinishReason::kAbort}});
+    reject(p, out);
   };
   const Status valid = sampling::validate(p.request.sampling, model_config().vocab_size);
-  if (!valid.is_ok()) return reject(valid);
+  if (!valid.is_ok()) return reject_with(valid);
   for (TokenId t : p.request.prompt) {
     if (t < 0 || t >= model_config().vocab_size) {
-      return reject(Status::invalid_argument(
+      return reject_with(Status::invalid_argument(
           fmt::format("prompt token id {} outside [0, {})", t, model_config().vocab_size)));
     }
   }
+  const bool prompt_rows = p.request.sampling.prompt_logprobs >= 0 || p.request.debug_logits;
   auto spec = scheduler::RequestSpec{};
   spec.id = p.id;
   spec.prompt_token_ids = p.request.prompt;
@@ -147,8 +161,15 @@ void Engine::add(Pending p, std::vector<Outgoing>& out) {
   spec.priority = p.request.priority;
   spec.weight = p.request.weight;
   spec.cache_keys.cache_namespace = p.request.cache_namespace;
+  if (prompt_rows) {
+    // A namespace no server-derived one can equal (it starts with a NUL byte): no other
+    // request's blocks can hit, so every prompt position is computed. Its own blocks may hit
+    // after a preemption, but only below positions whose rows were already taken.
+    spec.cache_keys.cache_namespace = fmt::format("{}prompt-rows/{}/{}", std::string(1, '\0'),
+                                                  p.id.value, p.request.cache_namespace);
+  }
   const Status added = scheduler_->add_request(std::move(spec));
-  if (!added.is_ok()) return reject(added);
+  if (!added.is_ok()) return reject_with(added);
 
   Live live;
   live.sink = std::move(p.sink);
@@ -160,18 +181,19 @@ void Engine::add(Pending p, std::vector<Outgoing>& out) {
   std::sort(stops.begin(), stops.end());
   stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
   live.prompt = std::move(p.request.prompt);
+  live.debug_logits = p.request.debug_logits;
+  if (live.params.prompt_logprobs >= 0) live.prompt_logprobs.resize(live.num_prompt_rows());
   live_.emplace(p.id, std::move(live));
 }
 
-sampling::Sampler& Engine::sampler_for(Live& live, int32_t choice) {
-  auto it = live.samplers.find(choice);
-  if (it != live.samplers.end()) return *it->second;
-  sampling::SamplingParams params = live.params;
-  if (params.seed.has_value()) params.seed = *params.seed + static_cast<uint64_t>(choice);
-  auto sampler = std::make_unique<sampling::Sampler>(params, live.prompt);
-  sampling::Sampler& ref = *sampler;
-  live.samplers.emplace(choice, std::move(sampler));
-  return ref;
+Engine::ChoiceState& Engine::choice_for(Live& live, int32_t choice) {
+  ChoiceState& c = live.choices[choice];
+  if (c.sampler == nullptr) {
+    sampling::SamplingParams params = live.params;
+    if (params.seed.has_value()) params.seed = *params.seed + static_cast<uint64_t>(choice);
+    c.sampler = std::make_unique<sampling::Sampler>(params, live.prompt);
+  }
+  return c;
 }
 
 void Engine::publish(const std::vector<scheduler::SequenceOutput>& outputs,
@@ -179,9 +201,44 @@ void Engine::publish(const std::vector<scheduler::SequenceOutput>& outputs,
   for (const scheduler::SequenceOutput& o : outputs) {
     auto it = live_.find(o.request_id);
     if (it == live_.end()) continue;
-    out.push_back(
-        {it->second.sink, Delta{o.request_id, o.choice_index, o.new_token_ids, o.finish_reason}});
-    if (o.finish_reason.has_value()) it->second.samplers.erase(o.choice_index);
+    Live& live = it->second;
+    Delta d;
+    d.id = o.request_id;
+    d.choice = o.choice_index;
+    d.token_ids = o.new_token_ids;
+    d.finish_reason = o.finish_reason;
+    auto c = live.choices.find(o.choice_index);
+    if (!o.new_token_ids.empty() && c != live.choices.end()) {
+      ChoiceState& cs = c->second;
+      const bool first = !cs.sent_tokens;
+      cs.sent_tokens = true;
+      if (live.params.logprobs >= 0) {
+        SLUICE_CHECK(cs.logprobs.size() == o.new_token_ids.size(),
+                     "request {} choice {}: {} logprobs for {} tokens", o.request_id.value,
+                     o.choice_index, cs.logprobs.size(), o.new_token_ids.size());
+        d.logprobs = std::move(cs.logprobs);
+        cs.logprobs.clear();
+      }
+      if (first && live.params.prompt_logprobs >= 0) {
+        SLUICE_CHECK(live.num_prompt_rows_done == live.num_prompt_rows(),
+                     "request {}: first token before its prompt logprobs ({} of {})",
+                     o.request_id.value, live.num_prompt_rows_done, live.num_prompt_rows());
+        if (live.shared_prompt_logprobs == nullptr) {
+          live.shared_prompt_logprobs =
+              std::make_shared<const std::vector<sampling::SampleLogprobs>>(
+                  std::move(live.prompt_logprobs));
+          live.prompt_logprobs.clear();
+        }
+        d.prompt_logprobs = live.shared_prompt_logprobs;
+      }
+      if (live.debug_logits) {
+        if (first) d.debug_logits = live.prompt_debug_logits;
+        d.debug_logits.insert(d.debug_logits.end(), cs.debug_logits.begin(), cs.debug_logits.end());
+        cs.debug_logits.clear();
+      }
+    }
+    out.push_back({live.sink, std::move(d)});
+    if (o.finish_reason.has_value() && c != live.choices.end()) live.choices.erase(c);
     if (o.request_finished) live_.erase(it);
   }
 }
@@ -197,6 +254,79 @@ void Engine::fail_plan(const scheduler::StepPlan& plan, const Status& status,
   for (const auto& s : plan.sequences) ids.insert(s.request_id);
   for (RequestId id : ids) publish(scheduler_->abort(id), out);
   scheduler_->update(plan, empty);
+}
+
+void Engine::plan_prompt_rows(const scheduler::StepPlan& plan) {
+  extra_rows_.clear();
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const scheduler::ScheduledSequence& s = plan.sequences[i];
+    auto it = live_.find(s.request_id);
+    if (it == live_.end() || !it->second.wants_prompt_rows()) continue;
+    const Live& live = it->second;
+    const int32_t done = live.num_prompt_rows_done;
+    const int32_t begin = std::max(s.start_position, done);
+    const int32_t end = std::min(s.start_position + s.num_new_tokens, live.num_prompt_rows());
+    if (begin >= end) continue;
+    // Rows are taken in order: a chunk never starts past the first missing position (the
+    // private namespace keeps other requests' hits out; see add()).
+    SLUICE_CHECK(begin == done, "request {}: prompt rows from {} but {} are done",
+                 s.request_id.value, begin, done);
+    if (extra_rows_.empty()) extra_rows_.resize(plan.sequences.size());
+    extra_rows_[i] = LogitRange{begin, end};
+  }
+}
+
+void Engine::take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits& logits) {
+  for (size_t i = 0; i < extra_rows_.size(); ++i) {
+    const LogitRange& r = extra_rows_[i];
+    if (r.size() == 0) continue;
+    Live& live = live_.at(plan.sequences[i].request_id);
+    for (int32_t p = r.begin; p < r.end; ++p) {
+      const std::span<const float> row = logits.row(logits.first_extra_row[i] + (p - r.begin));
+      if (live.params.prompt_logprobs >= 0) {
+        sampling::compute_logprobs(row, live.prompt[p + 1], live.params.prompt_logprobs,
+                                   &live.prompt_logprobs[p]);
+      }
+      if (live.debug_logits) {
+        live.prompt_debug_logits.insert(live.prompt_debug_logits.end(), row.begin(), row.end());
+      }
+    }
+    live.num_prompt_rows_done = r.end;
+  }
+}
+
+void Engine::run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& out) {
+  plan_prompt_rows(plan);
+  StatusOr<StepLogits> logits = executor_->execute(plan, extra_rows_);
+  if (!logits.is_ok()) return fail_plan(plan, logits.status(), out);
+  ++num_steps_;
+  take_prompt_rows(plan, *logits);
+  scheduler::StepResult result;
+  result.sampled_token_ids.resize(plan.sequences.size());
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const scheduler::ScheduledSequence& s = plan.sequences[i];
+    auto it = live_.find(s.request_id);
+    SLUICE_CHECK(it != live_.end(), "no live request {} for a scheduled sequence",
+                 s.request_id.value);
+    Live& live = it->second;
+    const int32_t num_prompt = static_cast<int32_t>(live.prompt.size());
+    num_prompt_tokens_computed_ +=
+        std::max(0, std::min(s.start_position + s.num_new_tokens, num_prompt) - s.start_position);
+    if (s.num_samples == 0) continue;
+    const std::span<const float> row = logits->row(logits->row_of_sequence[i]);
+    for (int32_t j = 0; j < s.num_samples; ++j) {
+      // n > 1 forks: entry j is choice j; otherwise the sequence's own choice.
+      const int32_t choice = s.num_samples > 1 ? j : s.choice_index;
+      ChoiceState& c = choice_for(live, choice);
+      sampling::SampleLogprobs lp;
+      const int32_t token = c.sampler->sample(row, live.params.logprobs >= 0 ? &lp : nullptr);
+      c.sampler->accept(token);
+      if (live.params.logprobs >= 0) c.logprobs.push_back(std::move(lp));
+      if (live.debug_logits) c.debug_logits.insert(c.debug_logits.end(), row.begin(), row.end());
+      result.sampled_token_ids[i].push_back(token);
+    }
+  }
+  publish(scheduler_->update(plan, result).outputs, out);
 }
 
 void Engine::loop() {
@@ -218,7 +348,7 @@ void Engine::loop() {
     const std::unordered_set<RequestId> aborted(aborts.begin(), aborts.end());
     for (Pending& p : submits) {
       if (aborted.count(p.id) != 0) {  // aborted while still in the queue
-        out.push_back({p.sink, Delta{p.id, 0, {}, scheduler::FinishReason::kAbort}});
+        reject(p, out);
         continue;
       }
       add(std::move(p), out);
@@ -236,31 +366,7 @@ void Engine::loop() {
         for (const auto& [id, live] : live_) ids.push_back(id);
         for (RequestId id : ids) publish(scheduler_->abort(id), out);
       } else {
-        StatusOr<StepLogits> logits = executor_->execute(plan);
-        if (!logits.is_ok()) {
-          fail_plan(plan, logits.status(), out);
-        } else {
-          ++num_steps_;
-          scheduler::StepResult result;
-          result.sampled_token_ids.resize(plan.sequences.size());
-          for (size_t i = 0; i < plan.sequences.size(); ++i) {
-            const scheduler::ScheduledSequence& s = plan.sequences[i];
-            if (s.num_samples == 0) continue;
-            auto it = live_.find(s.request_id);
-            SLUICE_CHECK(it != live_.end(), "no live request {} for a scheduled sequence",
-                         s.request_id.value);
-            const std::span<const float> row = logits->row(logits->row_of_sequence[i]);
-            for (int32_t j = 0; j < s.num_samples; ++j) {
-              // n > 1 forks: entry j is choice j; otherwise the sequence's own choice.
-              const int32_t choice = s.num_samples > 1 ? j : s.choice_index;
-              sampling::Sampler& sampler = sampler_for(it->second, choice);
-              const int32_t token = sampler.sample(row);
-              sampler.accept(token);
-              result.sampled_token_ids[i].push_back(token);
-            }
-          }
-          publish(scheduler_->update(plan, result).outputs, out);
-        }
+        run_step(plan, out);
       }
     }
     refresh_stats();

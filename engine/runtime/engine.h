@@ -3,12 +3,19 @@
 //
 // submit() and abort() may be called from any thread: they only queue work under a mutex
 // and wake the engine thread. The engine thread loops: drain the queue (add requests,
-// rejecting invalid ones with a kAbort delta; abort requests), schedule a step, execute it,
-// sample every sequence that asks for tokens with its own per-choice Sampler (seed + choice
-// when seeded), hand the tokens to the scheduler, and push one Delta per SequenceOutput to
-// the request's sink. With nothing to do it sleeps on a condition variable. stats() is a
-// snapshot taken after each iteration, before that iteration's deltas are pushed, so a
-// client that saw its finish delta reads stats that include it.
+// rejecting invalid ones with a kAbort delta per choice; abort requests), schedule a step,
+// execute it, take prompt logprobs from the extra logit rows of requests that asked for
+// them, sample every sequence that asks for tokens with its own per-choice Sampler (seed +
+// choice when seeded; logprobs from the same call), hand the tokens to the scheduler, and
+// push one Delta per SequenceOutput to the request's sink. With nothing to do it sleeps on
+// a condition variable. stats() is a snapshot taken after each iteration, before that
+// iteration's deltas are pushed, so a client that saw its finish delta reads stats that
+// include it.
+//
+// Requests that need logits at every prompt position (prompt_logprobs, debug_logits) use a
+// private prefix-cache namespace: a hit would skip positions whose logits they need.
+// NOTE: their full blocks still enter the cache under that namespace (evictable, never hit
+// by anyone else); a scheduler flag to skip lookup and registration would avoid that.
 
 #include <condition_variable>
 #include <cstdint>
@@ -55,6 +62,9 @@ struct EngineStats {
   int64_t prefix_query_tokens = 0;
   int64_t num_preemptions = 0;
   int64_t num_generation_tokens = 0;
+  int64_t num_computed_tokens = 0;  // positions run through the model (prefill, recompute, decode)
+  // Of those, prompt positions: prefill work after prefix-cache hits, recomputes included.
+  int64_t num_prompt_tokens_computed = 0;
   int64_t num_steps = 0;
 };
 
@@ -68,7 +78,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Queues a request; its deltas go to `sink`. Returns its id at once; problems (invalid
-  // sampling params, a prompt too long) come back as a kAbort delta on the sink.
+  // sampling params, a prompt too long) come back as a kAbort delta per choice on the sink.
   RequestId submit(Request request, std::shared_ptr<OutputSink> sink);
   // Ends the request wherever it is; its unfinished choices get a kAbort delta. Unknown or
   // finished ids are ignored.
@@ -87,11 +97,28 @@ class Engine {
     Request request;
     std::shared_ptr<OutputSink> sink;
   };
+  // Per choice: its sampler and what this step produced for its next delta.
+  struct ChoiceState {
+    std::unique_ptr<sampling::Sampler> sampler;
+    std::vector<sampling::SampleLogprobs> logprobs;  // for the tokens of the next delta
+    std::vector<float> debug_logits;                 // [rows, vocab] for the next delta
+    bool sent_tokens = false;  // a delta with tokens went out (prompt extras ride on the first)
+  };
   struct Live {
     std::shared_ptr<OutputSink> sink;
     sampling::SamplingParams params;  // with the stop ids used for min_tokens masking
     std::vector<TokenId> prompt;
-    std::unordered_map<int32_t, std::unique_ptr<sampling::Sampler>> samplers;  // per choice
+    bool debug_logits = false;
+    std::unordered_map<int32_t, ChoiceState> choices;
+    // Prompt rows (prompt_logprobs, debug_logits): positions [0, num_prompt_rows_done) are
+    // taken; the prompt needs positions [0, prompt.size() - 1).
+    int32_t num_prompt_rows_done = 0;
+    std::vector<sampling::SampleLogprobs> prompt_logprobs;  // [position] for token position+1
+    std::shared_ptr<const std::vector<sampling::SampleLogprobs>> shared_prompt_logprobs;
+    std::vector<float> prompt_debug_logits;  // [num_prompt_rows_done, vocab]
+
+    bool wants_prompt_rows() const { return params.prompt_logprobs >= 0 || debug_logits; }
+    int32_t num_prompt_rows() const { return static_cast<int32_t>(prompt.size()) - 1; }
   };
   struct Outgoing {
     std::shared_ptr<OutputSink> sink;
@@ -102,17 +129,27 @@ class Engine {
          std::unique_ptr<CpuExecutor> executor);
   void loop();
   void add(Pending p, std::vector<Outgoing>& out);
+  // One kAbort delta for each choice of a request that never reached the scheduler.
+  void reject(const Pending& p, std::vector<Outgoing>& out) const;
+  // Executes `plan`, samples, updates the scheduler and publishes the outputs.
+  void run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& out);
+  // The extra logit rows of this step's prompt chunks that still need them (empty if none).
+  void plan_prompt_rows(const scheduler::StepPlan& plan);
+  void take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits& logits);
   void publish(const std::vector<scheduler::SequenceOutput>& outputs, std::vector<Outgoing>& out);
   // Aborts every request of the plan after an executor failure.
   void fail_plan(const scheduler::StepPlan& plan, const Status& status, std::vector<Outgoing>& out);
-  sampling::Sampler& sampler_for(Live& live, int32_t choice);
+  ChoiceState& choice_for(Live& live, int32_t choice);
   void refresh_stats();
 
   EngineConfig config_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<CpuExecutor> executor_;
-  std::unordered_map<RequestId, Live> live_;  // engine thread only
-  int64_t num_steps_ = 0;                     // engine thread only
+  // Engine thread only:
+  std::unordered_map<RequestId, Live> live_;
+  std::vector<LogitRange> extra_rows_;  // [plan sequence] prompt rows of this step
+  int64_t num_steps_ = 0;
+  int64_t num_prompt_tokens_computed_ = 0;
 
   std::mutex mu_;  // guards the fields below
   std::condition_variable cv_;

@@ -90,13 +90,19 @@ Status CpuExecutor::apply_copies(const std::vector<scheduler::BlockCopy>& copies
   return Status::ok();
 }
 
-StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan) {
-  SLUICE_RETURN_IF_ERROR(apply_copies(plan.blocks.copies));
+StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan,
+                                          std::span<const LogitRange> extra) {
   const size_t num_groups = cache_->groups().size();
   const size_t S = plan.sequences.size();
+  if (!extra.empty() && extra.size() != S) {
+    return Status::invalid_argument(fmt::format("step {}: {} extra logit ranges for {} sequences",
+                                                plan.step_id, extra.size(), S));
+  }
+  SLUICE_RETURN_IF_ERROR(apply_copies(plan.blocks.copies));
   StepLogits out;
   out.vocab_size = model_->config().vocab_size;
   out.row_of_sequence.assign(S, -1);
+  out.first_extra_row.assign(S, -1);
   if (S == 0) return out;
 
   tokens_.clear();
@@ -124,12 +130,25 @@ StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan) {
           fmt::format("step {}: sequence with {} new tokens and {} token ids", plan.step_id,
                       s.num_new_tokens, s.token_ids.size()));
     }
+    const int32_t first_token = static_cast<int32_t>(tokens_.size());
     for (int32_t t = 0; t < s.num_new_tokens; ++t) {
       tokens_.push_back(s.token_ids[t]);
       positions_.push_back(s.start_position + t);
       token_seq_.push_back(static_cast<int32_t>(i));
     }
     seq_lens_.push_back(s.start_position + s.num_new_tokens);
+    if (!extra.empty() && extra[i].size() > 0) {
+      const LogitRange& r = extra[i];
+      if (r.begin < s.start_position || r.end > s.start_position + s.num_new_tokens) {
+        return Status::invalid_argument(fmt::format(
+            "step {}: extra logit positions [{}, {}) outside the new tokens [{}, {})", plan.step_id,
+            r.begin, r.end, s.start_position, s.start_position + s.num_new_tokens));
+      }
+      out.first_extra_row[i] = static_cast<int32_t>(logit_rows_.size());
+      for (int32_t p = r.begin; p < r.end; ++p) {
+        logit_rows_.push_back(first_token + (p - s.start_position));
+      }
+    }
     if (s.num_samples > 0) {
       out.row_of_sequence[i] = static_cast<int32_t>(logit_rows_.size());
       logit_rows_.push_back(static_cast<int32_t>(tokens_.size()) - 1);

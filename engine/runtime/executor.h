@@ -4,7 +4,8 @@
 // One execute() is one engine step: the plan's block copies (copy-on-write of forked
 // sequences) first, then one Model::forward over the flattened batch of every scheduled
 // sequence's new tokens, with logits only at the last new token of each sequence that
-// samples (num_samples > 0). All samples of one sequence (n > 1 forks) read the same row.
+// samples (num_samples > 0), plus the extra positions the caller names (prompt logprobs).
+// All samples of one sequence (n > 1 forks) read the same row.
 // KV group g of the model (kv_group_layouts) is KvGroupSpec g of the scheduler. Engine
 // thread only.
 
@@ -27,12 +28,23 @@ std::vector<scheduler::KvGroupSpec> kv_group_specs(const models::ModelConfig& co
                                                    int32_t block_size,
                                                    const std::vector<int32_t>& num_blocks);
 
-// Logits of one step: row r of `logits` [num_rows, vocab]; row_of_sequence[i] is the row of
-// plan.sequences[i], or -1 when it samples nothing.
+// Extra logit rows wanted for one scheduled sequence: absolute positions [begin, end), which
+// must lie within its new tokens [start_position, start_position + num_new_tokens). Empty
+// when begin >= end.
+struct LogitRange {
+  int32_t begin = 0;
+  int32_t end = 0;
+  int32_t size() const { return end > begin ? end - begin : 0; }
+};
+
+// Logits of one step: row r of `logits` [num_rows, vocab]; row_of_sequence[i] is the
+// sampling row of plan.sequences[i], or -1 when it samples nothing; first_extra_row[i] is
+// the row of position extra[i].begin (the range's rows follow in order), or -1 when none.
 struct StepLogits {
   int32_t vocab_size = 0;
   std::vector<float> logits;
   std::vector<int32_t> row_of_sequence;
+  std::vector<int32_t> first_extra_row;
 
   std::span<const float> row(int32_t r) const {
     return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab_size, vocab_size);
@@ -46,9 +58,13 @@ class CpuExecutor {
   static StatusOr<std::unique_ptr<CpuExecutor>> create(
       std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups);
 
-  // Runs the plan's copies and forward pass. INVALID_ARGUMENT when the plan does not fit the
-  // model or cache (nothing runs then, except copies already applied).
-  StatusOr<StepLogits> execute(const scheduler::StepPlan& plan);
+  // Runs the plan's copies and forward pass. `extra` is empty or has one entry per plan
+  // sequence (LogitRange). INVALID_ARGUMENT when the plan or `extra` does not fit the model
+  // or cache (nothing runs then, except copies already applied).
+  // NOTE: extra rows cost vocab floats each (1 MiB at 262k), so a long prompt chunk with
+  // prompt logprobs makes a large, short-lived logits buffer.
+  StatusOr<StepLogits> execute(const scheduler::StepPlan& plan,
+                               std::span<const LogitRange> extra = {});
 
   const models::Model& model() const { return *model_; }
   const models::PagedKvCache& cache() const { return *cache_; }

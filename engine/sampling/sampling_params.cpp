@@ -57,6 +57,11 @@ Status validate(const SamplingParams& p, int vocab_size, int max_logprobs) {
         fmt::format("top_logprobs must be in [0, {}] (raise --max-logprobs for more), got {}",
                     max_logprobs, p.logprobs));
   }
+  if (p.prompt_logprobs != -1 && (p.prompt_logprobs < 0 || p.prompt_logprobs > max_logprobs)) {
+    return Status::invalid_argument(
+        fmt::format("prompt_logprobs must be in [0, {}] (raise --max-logprobs for more), got {}",
+                    max_logprobs, p.prompt_logprobs));
+  }
   if (p.min_tokens < 0) {
     return Status::invalid_argument(fmt::format("min_tokens must be >= 0, got {}", p.min_tokens));
   }

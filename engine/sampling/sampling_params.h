@@ -34,8 +34,11 @@ struct SamplingParams {
   float frequency_penalty = 0.0f;   // [-2, 2], over generated tokens
   float repetition_penalty = 1.0f;  // (0, 2], over prompt and generated tokens; 1: off
   std::vector<std::pair<int32_t, float>> logit_bias;  // (token id, bias in [-100, 100])
-  int logprobs = -1;   // -1: none; k >= 0: the chosen token's logprob plus the top k
-  int min_tokens = 0;  // stop ids are masked until this many are generated
+  int logprobs = -1;  // -1: none; k >= 0: the chosen token's logprob plus the top k
+  // -1: none; k >= 0: each prompt token's logprob plus the top k (vLLM prompt_logprobs).
+  // Not the sampler's business: the engine computes them from raw logits (request.h).
+  int prompt_logprobs = -1;
+  int min_tokens = 0;                   // stop ids are masked until this many are generated
   std::vector<int32_t> stop_token_ids;  // eos and other stop ids (for min_tokens masking)
 };
 
@@ -46,7 +49,7 @@ inline constexpr int kMaxLogprobs = 20;
 // begins with the parameter's OpenAI name followed by a space ("temperature must be ...",
 // "logit_bias key ...", "top_logprobs must be ..."), so the server can fill `param` from the
 // first word. NaN and infinities are rejected. `logprobs` is named "top_logprobs" (the chat
-// API's spelling of the count).
+// API's spelling of the count); prompt_logprobs has the same range.
 Status validate(const SamplingParams& params, int vocab_size, int max_logprobs = kMaxLogprobs);
 
 }  // namespace sluice::sampling

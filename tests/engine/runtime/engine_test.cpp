@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
-#include <random>
 
 #include "engine/runtime/engine_test_util.h"
 #include "engine/sampling/sampler.h"
@@ -16,35 +15,6 @@ namespace sluice::engine {
 namespace {
 
 using scheduler::FinishReason;
-
-std::vector<std::vector<TokenId>> random_prompts(int count, int min_len, int max_len,
-                                                 uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> len(min_len, max_len), id(3, 511);
-  std::vector<std::vector<TokenId>> prompts(count);
-  for (auto& p : prompts) {
-    p.resize(len(rng));
-    for (TokenId& t : p) t = id(rng);
-  }
-  return prompts;
-}
-
-// Greedy generation with models::SequenceKv and argmax: the reference without paging.
-std::vector<TokenId> reference_greedy(models::Model& model, const std::vector<TokenId>& prompt,
-                                      int max_tokens) {
-  models::SequenceKv kv(model.config());
-  std::vector<float> logits(model.config().vocab_size);
-  std::vector<TokenId> out;
-  std::vector<TokenId> next = prompt;
-  for (int i = 0; i < max_tokens; ++i) {
-    Status s = kv.forward(model, next, 1, logits);
-    EXPECT_TRUE(s.is_ok()) << s.message();
-    if (!s.is_ok()) return out;
-    out.push_back(sampling::argmax(logits));
-    next = {out.back()};
-  }
-  return out;
-}
 
 EngineConfig small_config() {
   EngineConfig c;

@@ -11,10 +11,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "engine/models/loader.h"
 #include "engine/runtime/engine.h"
+#include "engine/sampling/sampler.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -38,6 +40,7 @@ class CollectingSink : public OutputSink {
         ++num_finished_;
       }
       ++num_deltas_;
+      deltas_.push_back(d);
       hook = on_push;
     }
     if (hook) hook(d);
@@ -63,6 +66,20 @@ class CollectingSink : public OutputSink {
     std::lock_guard<std::mutex> lock(mu_);
     return num_deltas_;
   }
+  // Every delta received, in order (all choices).
+  std::vector<Delta> deltas() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return deltas_;
+  }
+  // The deltas of one choice, in order.
+  std::vector<Delta> deltas(int32_t choice) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Delta> out;
+    for (const Delta& d : deltas_) {
+      if (d.choice == choice) out.push_back(d);
+    }
+    return out;
+  }
 
   std::function<void(const Delta&)> on_push;  // set before submitting
 
@@ -74,6 +91,7 @@ class CollectingSink : public OutputSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<int32_t, Choice> choices_;
+  std::vector<Delta> deltas_;
   int32_t num_choices_;
   int num_finished_ = 0;
   int num_deltas_ = 0;
@@ -101,6 +119,47 @@ inline Request greedy_request(std::vector<TokenId> prompt, int32_t max_tokens) {
   r.sampling.temperature = 0.0f;
   r.max_tokens = max_tokens;
   return r;
+}
+
+// `count` prompts of random ids in [3, 511] with lengths in [min_len, max_len].
+inline std::vector<std::vector<TokenId>> random_prompts(int count, int min_len, int max_len,
+                                                        uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> len(min_len, max_len), id(3, 511);
+  std::vector<std::vector<TokenId>> prompts(count);
+  for (auto& p : prompts) {
+    p.resize(len(rng));
+    for (TokenId& t : p) t = id(rng);
+  }
+  return prompts;
+}
+
+// Greedy generation with models::SequenceKv and argmax: the reference without paging.
+inline std::vector<TokenId> reference_greedy(models::Model& model,
+                                             const std::vector<TokenId>& prompt, int max_tokens) {
+  models::SequenceKv kv(model.config());
+  std::vector<float> logits(model.config().vocab_size);
+  std::vector<TokenId> out;
+  std::vector<TokenId> next = prompt;
+  for (int i = 0; i < max_tokens; ++i) {
+    Status s = kv.forward(model, next, 1, logits);
+    EXPECT_TRUE(s.is_ok()) << s.message();
+    if (!s.is_ok()) return out;
+    out.push_back(sampling::argmax(logits));
+    next = {out.back()};
+  }
+  return out;
+}
+
+// The raw logits [tokens.size(), vocab] of every position of `tokens`, run in one pass
+// through models::SequenceKv: row p is the distribution of the token after position p.
+inline std::vector<float> reference_logits(models::Model& model,
+                                           const std::vector<TokenId>& tokens) {
+  models::SequenceKv kv(model.config());
+  std::vector<float> logits(tokens.size() * static_cast<size_t>(model.config().vocab_size));
+  Status s = kv.forward(model, tokens, static_cast<int>(tokens.size()), logits);
+  EXPECT_TRUE(s.is_ok()) << s.message();
+  return logits;
 }
 
 // Runs one request to completion on `engine` and returns its sink.

@@ -24,11 +24,13 @@ TEST(Validate, DefaultsAndBoundariesPass) {
   p.repetition_penalty = 2.0f;
   for (int i = 0; i < 300; ++i) p.logit_bias.emplace_back(i, i % 2 ? 100.0f : -100.0f);
   p.logprobs = 20;
+  p.prompt_logprobs = 20;
   p.min_tokens = 5;
   p.stop_token_ids = {0, kVocab - 1};
   EXPECT_TRUE(validate(p, kVocab, 20).is_ok()) << validate(p, kVocab, 20).to_string();
   p.temperature = 0.0f;
   p.logprobs = 0;
+  p.prompt_logprobs = 0;
   p.top_k = -1;
   EXPECT_TRUE(validate(p, kVocab, 20).is_ok());
   p.logprobs = -1;
@@ -83,6 +85,8 @@ TEST(Validate, RejectsEachBadValueNamingTheParameter) {
        }},
       {"top_logprobs", [](SamplingParams& p) { p.logprobs = 21; }},
       {"top_logprobs", [](SamplingParams& p) { p.logprobs = -2; }},
+      {"prompt_logprobs", [](SamplingParams& p) { p.prompt_logprobs = 21; }},
+      {"prompt_logprobs", [](SamplingParams& p) { p.prompt_logprobs = -2; }},
       {"min_tokens", [](SamplingParams& p) { p.min_tokens = -1; }},
       {"stop_token_ids", [](SamplingParams& p) { p.stop_token_ids = {kVocab}; }},
   };
