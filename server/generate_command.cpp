@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "common/log.h"
-#include "engine/chat/gemma3_chat.h"
+#include "engine/chat/chat_formatter.h"
 #include "engine/models/loader.h"
 #include "engine/runtime/engine.h"
 #include "kernels/cpu/thread_pool.h"
@@ -162,8 +162,15 @@ int run_generate(const GenerateOptions& o) {
                   2);
     }
     if (o.chat) {
+      // The model's own chat template when it ships one, else the built-in Gemma 3 format.
+      auto formatter = chat::ChatFormatter::create(lm.chat_template);
+      if (!formatter.is_ok()) {
+        return fail(Status::invalid_argument(fmt::format("{}: chat template: {}", lm.path,
+                                                         formatter.status().message())),
+                    2);
+      }
       chat::ChatMessage user{"user", o.prompt, {}};
-      auto rendered = chat::render_gemma3_chat(std::span(&user, 1), /*add_generation_prompt=*/true);
+      auto rendered = formatter->render(std::span(&user, 1), {});
       if (!rendered.is_ok()) return fail(rendered.status(), 2);
       // The rendered text carries <bos> itself: parse specials, add no BOS.
       prompt = lm.tokenizer->encode(*rendered, /*add_bos=*/false, /*parse_special=*/true);
