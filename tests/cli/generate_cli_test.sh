@@ -60,6 +60,18 @@ a=$("$bin" generate --model "$tiny" --prompt-token-ids 2,17,300 --max-tokens 6 2
 b=$("$bin" generate --model "$tiny" --prompt-token-ids 2,17,300 --max-tokens 6 --output-token-ids 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ] && [ "$(echo "$a" | tr ',' '\n' | wc -l)" -eq 6 ]; then ok "tiny fixture greedy ids"; else bad "tiny fixture greedy ids: '$a' vs '$b'"; fi
 
+# Every Gemma 4 fixture through `generate`: transformers' greedy ids (prompts.json "greedy").
+g4_case() {  # fixture prompt-ids expected-ids
+  local got
+  got=$("$bin" generate --model "$src/tests/fixtures/$1" --prompt-token-ids "$2" --max-tokens 6 --output-token-ids 2>/dev/null)
+  if [ "$got" = "$3" ]; then ok "$1 greedy ids"; else bad "$1 greedy ids: got '$got', want '$3'"; fi
+}
+g4_case gemma4_e2b_tiny 2,309,406,394,179,254 15,125,339,4,53,295
+g4_case gemma4_31b_tiny 2,458,255,156,362,189 493,17,493,84,493,493
+g4_case gemma4_moe_tiny 2,298,378,124,386,469 208,208,208,482,482,482
+g4_case gemma4_e2b_realdims 2,346,18,403,197,367 22,134,277,137,469,339
+g4_case gemma4_moe_realdims 2,242,364,274,57,391 51,425,425,425,293,425
+
 model="$src/models/gemma-3-270m-q4_k_m.gguf"
 if [ -f "$model" ]; then
   ids=$("$bin" generate --model "$model" --prompt "The capital of France is" --max-tokens 8 --output-token-ids 2>/dev/null)
