@@ -1,7 +1,8 @@
-// sluice: the process entry point. Subcommands: generate (serve arrives with the HTTP API).
+// sluice: the process entry point. Subcommands: generate, inspect (serve comes with the HTTP API).
 #include <CLI/CLI.hpp>
 
 #include "server/generate_command.h"
+#include "server/inspect_command.h"
 #include "server/version.h"
 
 int main(int argc, char** argv) {
@@ -10,11 +11,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sluice ") + sluice::server::version());
   sluice::server::GenerateOptions gen;
   CLI::App* generate = sluice::server::add_generate_command(app, gen);
+  sluice::server::InspectOptions insp;
+  CLI::App* inspect = sluice::server::add_inspect_command(app, insp);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   if (generate->parsed()) return sluice::server::run_generate(gen);
+  if (inspect->parsed()) return sluice::server::run_inspect(insp);
   return 2;
 }

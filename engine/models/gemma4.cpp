@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/models/moe.h"
+
 namespace sluice::models {
 
 using kernels::DType;
@@ -18,12 +20,6 @@ Tensor strided_rows(const Tensor& t, int64_t offset, int64_t rows, int64_t cols,
                           t.dtype, {rows, cols});
   v.strides[0] = stride;
   return v;
-}
-
-// Expert e's [rows, cols] slab of a stacked [E, rows, cols] weight (contiguous).
-Tensor expert_slab(const Tensor& w, int64_t e, int64_t first_row, int64_t rows) {
-  const int64_t cols = w.dim(2);
-  return strided_rows(w, (e * w.dim(1) + first_row) * cols, rows, cols, cols);
 }
 
 }  // namespace
@@ -167,67 +163,17 @@ void Gemma4Model::per_layer_inputs(std::span<const int32_t> tokens, const Tensor
 
 void Gemma4Model::moe(const Gemma4Layer& Ly, const Tensor& x, const Tensor& in, const Tensor& out) {
   const ModelConfig& c = config_;
-  const int64_t T = x.dim(0), H = c.hidden_size, E = c.num_experts, K = c.top_k_experts,
-                Im = c.moe_intermediate_size;
-  const float eps = c.rms_norm_eps;
-  // Router: RMS0(x) * scale * H^-0.5 -> logits [T, E] -> softmax in f32 over all experts.
-  Tensor r_in = Tensor::make(ex_in_.data(), DType::kF32, {T, H});
-  ops_.rms_norm({r_in, x, Ly.router_scale, eps, false});
-  ops_.scale({r_in, static_cast<float>(1.0 / std::sqrt(static_cast<double>(H)))});
-  Tensor probs = Tensor::make(router_.data(), DType::kF32, {T, E});
-  ops_.matmul({probs, r_in, Ly.router_proj});
-  ops_.softmax({probs});
-  // Top-k of the probabilities, renormalised to sum 1, then times per_expert_scale.
-  std::fill(expert_begin_.begin(), expert_begin_.end(), 0);
-  for (int64_t t = 0; t < T; ++t) {
-    int32_t* idx = topk_idx_.data() + t * K;
-    float* w = topk_w_.data() + t * K;
-    ops_.top_k({probs.slice_rows(t, t + 1).view({E}), Tensor::make(idx, DType::kI32, {K}),
-                Tensor::make(w, DType::kF32, {K}), static_cast<int>(K)});
-    float sum = 0.0f;
-    for (int64_t j = 0; j < K; ++j) sum += w[j];
-    for (int64_t j = 0; j < K; ++j) {
-      w[j] = w[j] / sum * Ly.per_expert_scale[idx[j]];
-      ++expert_begin_[idx[j] + 1];
-    }
-  }
-  observe("moe_top_k_index", current_layer_, Tensor::make(topk_idx_.data(), DType::kI32, {T, K}));
-  observe("moe_top_k_weights", current_layer_, Tensor::make(topk_w_.data(), DType::kF32, {T, K}));
-  // Group the routed (token, weight) pairs by expert, tokens ascending within an expert.
-  for (int64_t e = 0; e < E; ++e) expert_begin_[e + 1] += expert_begin_[e];
-  std::vector<int32_t>& fill = expert_fill_;
-  fill.assign(expert_begin_.begin(), expert_begin_.end() - 1);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < K; ++j) {
-      const int32_t e = topk_idx_[t * K + j];
-      expert_rows_[fill[e]] = static_cast<int32_t>(t);
-      expert_w_[fill[e]] = topk_w_[t * K + j];
-      ++fill[e];
-    }
-  }
-  // Experts in index order (the order transformers accumulates them in): gather the rows,
-  // one fused gate/up matmul, GeGLU, down, then add weight * row into its token's output.
-  std::fill(out.ptr<float>(), out.ptr<float>() + T * H, 0.0f);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t begin = expert_begin_[e], n = expert_begin_[e + 1] - begin;
-    if (n == 0) continue;
-    for (int64_t r = 0; r < n; ++r) {
-      std::copy_n(in.ptr<const float>() + expert_rows_[begin + r] * H, H, ex_in_.data() + r * H);
-    }
-    Tensor rows = Tensor::make(ex_in_.data(), DType::kF32, {n, H});
-    Tensor gu = Tensor::make(ex_gu_.data(), DType::kF32, {n, 2 * Im});
-    ops_.matmul({gu, rows, expert_slab(Ly.experts_gate_up, e, 0, 2 * Im)});
-    Tensor act = Tensor::make(ex_act_.data(), DType::kF32, {n, Im});
-    ops_.geglu({act, strided_rows(gu, 0, n, Im, 2 * Im), strided_rows(gu, Im, n, Im, 2 * Im)});
-    Tensor down = Tensor::make(ex_out_.data(), DType::kF32, {n, H});
-    ops_.matmul({down, act, expert_slab(Ly.experts_down, e, 0, H)});
-    for (int64_t r = 0; r < n; ++r) {
-      const float w = expert_w_[begin + r];
-      const float* src = ex_out_.data() + r * H;
-      float* dst = out.ptr<float>() + expert_rows_[begin + r] * H;
-      for (int64_t h = 0; h < H; ++h) dst[h] += src[h] * w;
-    }
-  }
+  const int64_t T = x.dim(0), E = c.num_experts;
+  expert_fill_.resize(E);
+  const MoeWeights w{Ly.router_proj, Ly.router_scale, Ly.per_expert_scale, Ly.experts_gate_up,
+                     Ly.experts_down};
+  const MoeWorkspace ws{router_, topk_idx_, topk_w_, expert_begin_, expert_fill_, expert_rows_,
+                        expert_w_, ex_in_, ex_gu_, ex_act_, ex_out_};
+  moe_forward(ops_, w, c.top_k_experts, c.rms_norm_eps, x, in, out, ws);
+  observe("moe_top_k_index", current_layer_,
+          Tensor::make(topk_idx_.data(), DType::kI32, {T, c.top_k_experts}));
+  observe("moe_top_k_weights", current_layer_,
+          Tensor::make(topk_w_.data(), DType::kF32, {T, c.top_k_experts}));
 }
 
 Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) {
