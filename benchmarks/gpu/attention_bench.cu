@@ -21,7 +21,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -31,69 +30,36 @@
 #include "bench_util.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/paged_attention.h"
-#include "kernels/cuda/random_fill.h"
 
 namespace sluice::bench {
 namespace {
-
-using kernels::Device;
-using kernels::DType;
-using kernels::Tensor;
-namespace kc = kernels::cuda;
 
 constexpr int kBlockSize = 16;
 constexpr size_t kMaxKvBytes = size_t{40} << 30;
 constexpr size_t kRotateBytes = size_t{1} << 30;  // distinct K+V bytes per rotation cycle
 constexpr int kMaxRotations = 512;
 
-class Buffer {
- public:
-  explicit Buffer(size_t bytes) : bytes_(bytes) {
-    SLUICE_CUDA_CHECK(cudaMalloc(&data_, bytes == 0 ? 1 : bytes));
-  }
-  ~Buffer() { SLUICE_CUDA_CHECK(cudaFree(data_)); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  void* data() const { return data_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-void fill_random(const Buffer& b, uint64_t seed, cudaStream_t stream) {
-  kc::fill_uniform(
-      Tensor::make(b.data(), DType::kBF16, {static_cast<int64_t>(b.bytes() / 2)}, Device::kCuda),
-      seed, -1.0f, 1.0f, stream);
+void fill_random(const DeviceBuffer& b, uint64_t seed, cudaStream_t stream) {
+  b.fill_uniform(DType::kBF16, seed, -1.0f, 1.0f, stream);
 }
 
-std::unique_ptr<Buffer> upload_ints(const std::vector<int32_t>& v) {
-  auto b = std::make_unique<Buffer>(v.size() * sizeof(int32_t));
-  SLUICE_CUDA_CHECK(
-      cudaMemcpy(b->data(), v.data(), v.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+std::unique_ptr<DeviceBuffer> upload_ints(const std::vector<int32_t>& v, cudaStream_t stream) {
+  auto b = std::make_unique<DeviceBuffer>(v.size() * sizeof(int32_t));
+  b->upload(v.data(), v.size() * sizeof(int32_t), stream);
   return b;
 }
 
-Tensor ints(const Buffer& b, std::initializer_list<int64_t> shape) {
-  return Tensor::make(b.data(), DType::kI32, shape, Device::kCuda);
+Tensor ints(const DeviceBuffer& b, std::initializer_list<int64_t> shape) {
+  return b.view(DType::kI32, shape);
 }
 
 double bench_copy(const BenchArgs& args, cudaStream_t stream, Report& report) {
   const size_t bytes = args.quick ? (size_t{1} << 30) : (size_t{2} << 30);
-  Buffer src(bytes), dst(bytes);
-  fill_random(src, 1, stream);
-  const double ms = median_ms(
-      [&](cudaStream_t s) {
-        SLUICE_CUDA_CHECK(
-            cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, s));
-      },
-      stream, 2, args.quick ? 5 : 10);
-  const double gb_per_s = 2.0 * static_cast<double>(bytes) / ms / 1e6;
+  const CopyTiming copy = time_copy(bytes, stream, args.quick ? 5 : 10);
   report.add({"copy_d2d",
               {{"mib", static_cast<double>(bytes >> 20)}},
-              {{"ms", ms}, {"gb_per_s", gb_per_s}}});
-  return gb_per_s;
+              {{"ms", copy.ms}, {"gb_per_s", copy.gb_per_s}}});
+  return copy.gb_per_s;
 }
 
 struct Layer {
@@ -105,17 +71,17 @@ constexpr Layer kGlobal{"global", 512, 16, 2};
 
 // The bf16 K and V pools every point carves its cache out of (random once).
 struct Pool {
-  std::unique_ptr<Buffer> k, v;
-  Tensor cache(const Buffer& b, const Layer& l, int64_t num_blocks) const {
-    return Tensor::make(b.data(), DType::kBF16,
-                        {num_blocks * kBlockSize, l.num_kv_heads, l.head_dim}, Device::kCuda);
+  std::unique_ptr<DeviceBuffer> k, v;
+  Tensor cache(const DeviceBuffer& b, const Layer& l, int64_t num_blocks) const {
+    return b.view(DType::kBF16, {num_blocks * kBlockSize, l.num_kv_heads, l.head_dim});
   }
 };
 
 // One batch of `batch` sequences: the device tensors of paged_attention, with `sets`
 // block tables over disjoint random blocks (all in the pool).
 struct Batch {
-  std::unique_ptr<Buffer> q, out, positions, token_seq, seq_lens, query_start, tables, workspace;
+  std::unique_ptr<DeviceBuffer> q, out, positions, token_seq, seq_lens, query_start, tables,
+      workspace;
   int64_t blocks_per_seq = 0;
   int sets = 1;
   kc::CudaPagedAttentionArgs args;
@@ -143,22 +109,21 @@ Batch make_batch(const Pool& pool, const Layer& l, int batch, int context, int q
   }
   query_start[batch] = static_cast<int32_t>(n);
   const size_t q_bytes = static_cast<size_t>(n) * l.num_q_heads * l.head_dim * 2;
-  b.q = std::make_unique<Buffer>(q_bytes);
-  b.out = std::make_unique<Buffer>(q_bytes);
+  b.q = std::make_unique<DeviceBuffer>(q_bytes);
+  b.out = std::make_unique<DeviceBuffer>(q_bytes);
   fill_random(*b.q, 7, stream);
-  b.positions = upload_ints(positions);
-  b.token_seq = upload_ints(token_seq);
-  b.seq_lens = upload_ints(seq_lens);
-  b.query_start = upload_ints(query_start);
-  b.tables = upload_ints(perm);  // set i: rows [i * batch, (i + 1) * batch)
+  b.positions = upload_ints(positions, stream);
+  b.token_seq = upload_ints(token_seq, stream);
+  b.seq_lens = upload_ints(seq_lens, stream);
+  b.query_start = upload_ints(query_start, stream);
+  b.tables = upload_ints(perm, stream);  // set i: rows [i * batch, (i + 1) * batch)
   const size_t ws = kc::paged_attention_workspace_bytes(static_cast<int>(n), batch, l.num_q_heads,
                                                         l.head_dim, context);
-  b.workspace = std::make_unique<Buffer>(ws);
+  b.workspace = std::make_unique<DeviceBuffer>(ws);
 
   kc::CudaPagedAttentionArgs& a = b.args;
-  a.base.q = Tensor::make(b.q->data(), DType::kBF16, {n, l.num_q_heads, l.head_dim}, Device::kCuda);
-  a.base.out =
-      Tensor::make(b.out->data(), DType::kBF16, {n, l.num_q_heads, l.head_dim}, Device::kCuda);
+  a.base.q = b.q->view(DType::kBF16, {n, l.num_q_heads, l.head_dim});
+  a.base.out = b.out->view(DType::kBF16, {n, l.num_q_heads, l.head_dim});
   a.base.k_cache = pool.cache(*pool.k, l, num_blocks);
   a.base.v_cache = pool.cache(*pool.v, l, num_blocks);
   a.base.token_seq = ints(*b.token_seq, {n});
@@ -170,8 +135,7 @@ Batch make_batch(const Pool& pool, const Layer& l, int batch, int context, int q
   a.query_start = ints(*b.query_start, {batch + 1});
   a.max_query_len = queries_per_seq;
   a.max_seq_len = context;
-  a.workspace = Tensor::make(b.workspace->data(), DType::kI32, {static_cast<int64_t>((ws + 3) / 4)},
-                             Device::kCuda);
+  a.workspace = b.workspace->view(DType::kI32, {static_cast<int64_t>((ws + 3) / 4)});
   return b;
 }
 
@@ -187,17 +151,10 @@ void enqueue_set(const Batch& b, int set, cudaStream_t s) {
 // Median ms of one step, timed as replays of a CUDA graph of one step per block set (how
 // the engine runs decode, and free of host launch gaps), divided by the number of sets.
 double graph_step_ms(const Batch& b, cudaStream_t stream, int reps) {
-  cudaGraph_t graph = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int set = 0; set < b.sets; ++set) enqueue_set(b, set, stream);
-  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  const double ms = median_ms([&](cudaStream_t s) { SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, s)); },
-                              stream, 2, reps);
-  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
-  return ms / b.sets;
+  const auto enqueue = [&](cudaStream_t s) {
+    for (int set = 0; set < b.sets; ++set) enqueue_set(b, set, s);
+  };
+  return graph_median_ms(enqueue, stream, 2, reps) / b.sets;
 }
 
 size_t kv_bytes(const Layer& l, int batch, int context) {
@@ -219,15 +176,12 @@ struct Point {
 
 int main(int argc, char** argv) {
   using namespace sluice::bench;
-  const BenchArgs args = BenchArgs::parse(argc, argv);
-  std::printf("device: %s\n", device_summary().c_str());
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const Session session(argc, argv);
   Report report("paged attention: decode and prefill over a bf16 paged KV cache");
-  const double copy_gb_per_s = bench_copy(args, stream, report);
+  const double copy_gb_per_s = bench_copy(session.args, session.stream, report);
 
   std::vector<Point> points;
-  if (args.quick) {
+  if (session.args.quick) {
     points = {{&kSliding, 16, 8192}, {&kGlobal, 16, 8192}, {&kGlobal, 64, 2048}};
   } else {
     for (const Layer* l : {&kSliding, &kGlobal}) {
@@ -248,18 +202,19 @@ int main(int argc, char** argv) {
       std::max(kv_bytes(kSliding, 1, 2048), kv_bytes(kGlobal, 1, 2048)) / 2;
   pool_bytes = std::max(pool_bytes, prefill_bytes) + (size_t{1} << 20);
   Pool pool;
-  pool.k = std::make_unique<Buffer>(pool_bytes);
-  pool.v = std::make_unique<Buffer>(pool_bytes);
-  fill_random(*pool.k, 11, stream);
-  fill_random(*pool.v, 12, stream);
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  pool.k = std::make_unique<DeviceBuffer>(pool_bytes);
+  pool.v = std::make_unique<DeviceBuffer>(pool_bytes);
+  fill_random(*pool.k, 11, session.stream);
+  fill_random(*pool.v, 12, session.stream);
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(session.stream));
 
   std::mt19937 rng(2024);
-  const int reps = args.quick ? 5 : 20;
+  const int reps = session.args.quick ? 5 : 20;
   for (const Point& p : points) {
     const size_t bytes = kv_bytes(*p.layer, p.batch, p.context);
-    Batch b = make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, stream);
-    const double ms = graph_step_ms(b, stream, reps);
+    Batch b =
+        make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, session.stream);
+    const double ms = graph_step_ms(b, session.stream, reps);
     const double gb_per_s = static_cast<double>(bytes) / ms / 1e6;
     report.add({std::string("decode_") + p.layer->name,
                 {{"head_dim", p.layer->head_dim},
@@ -274,9 +229,9 @@ int main(int argc, char** argv) {
 
   constexpr int kPrompt = 2048;
   for (const Layer* l : {&kSliding, &kGlobal}) {
-    Batch b = make_batch(pool, *l, 1, kPrompt, kPrompt, 1, rng, stream);
-    const double ms =
-        median_ms([&](cudaStream_t s) { enqueue_set(b, 0, s); }, stream, 2, args.quick ? 3 : 10);
+    Batch b = make_batch(pool, *l, 1, kPrompt, kPrompt, 1, rng, session.stream);
+    const double ms = median_ms([&](cudaStream_t s) { enqueue_set(b, 0, s); }, session.stream, 2,
+                                session.args.quick ? 3 : 10);
     const double pairs = static_cast<double>(kPrompt) * (kPrompt + 1) / 2;
     const double tflops = 4.0 * l->num_q_heads * l->head_dim * pairs / ms / 1e9;
     report.add({std::string("prefill_") + l->name,
@@ -284,8 +239,5 @@ int main(int argc, char** argv) {
                 {{"ms", ms}, {"tflop_per_s", tflops}}});
   }
 
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
-  report.print();
-  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
-  return 0;
+  return session.finish(report);
 }

@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,39 +26,13 @@
 #include "bench_util.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/matmul.h"
-#include "kernels/cuda/random_fill.h"
 
 namespace sluice::bench {
 namespace {
 
-using kernels::Device;
-using kernels::DType;
-using kernels::Tensor;
-namespace kc = kernels::cuda;
-
-// Device memory owned by the benchmark.
-class Buffer {
- public:
-  explicit Buffer(size_t bytes) : bytes_(bytes) { SLUICE_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
-  ~Buffer() { SLUICE_CUDA_CHECK(cudaFree(data_)); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  void* data() const { return data_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-Tensor device_tensor(const Buffer& b, DType t, std::initializer_list<int64_t> shape) {
-  return Tensor::make(b.data(), t, shape, Device::kCuda);
-}
-
 // Uniform bf16 in [-1, 1) over the whole buffer (an even byte count).
-void fill_random(const Buffer& b, uint64_t seed, cudaStream_t stream) {
-  kc::fill_uniform(device_tensor(b, DType::kBF16, {static_cast<int64_t>(b.bytes() / 2)}), seed,
-                   -1.0f, 1.0f, stream);
+void fill_random(const DeviceBuffer& b, uint64_t seed, cudaStream_t stream) {
+  b.fill_uniform(DType::kBF16, seed, -1.0f, 1.0f, stream);
 }
 
 __global__ void copy16_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int64_t n) {
@@ -77,28 +50,22 @@ struct Ceilings {
 // Sets ceilings.copy_gb_per_s to the faster of the two copies.
 void bench_copy(const BenchArgs& args, cudaStream_t stream, Report& report, Ceilings& ceilings) {
   const size_t bytes = args.quick ? (size_t{512} << 20) : (size_t{2} << 30);
-  Buffer src(bytes), dst(bytes);
-  fill_random(src, 1, stream);
-  fill_random(dst, 2, stream);
   const int reps = args.quick ? 5 : 10;
-  const double moved_gb = 2.0 * static_cast<double>(bytes) / 1e9;  // read + written
+  const double memcpy_ms = time_copy(bytes, stream, reps).ms;
 
-  const void* from = src.data();
-  void* to = dst.data();
-  const double memcpy_ms = median_ms(
-      [=](cudaStream_t s) {
-        SLUICE_CUDA_CHECK(cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, s));
-      },
-      stream, 2, reps);
+  DeviceBuffer src(bytes), dst(bytes);
+  fill_random(src, 1, stream);
+  const auto* from = static_cast<const uint4*>(src.data());
+  auto* to = static_cast<uint4*>(dst.data());
   const int64_t n = static_cast<int64_t>(bytes / 16);
   const auto blocks = static_cast<unsigned>((n + kCopyThreads - 1) / kCopyThreads);
   const double kernel_ms = median_ms(
       [=](cudaStream_t s) {
-        copy16_kernel<<<blocks, kCopyThreads, 0, s>>>(static_cast<const uint4*>(from),
-                                                      static_cast<uint4*>(to), n);
+        copy16_kernel<<<blocks, kCopyThreads, 0, s>>>(from, to, n);
         SLUICE_CUDA_CHECK(cudaGetLastError());
       },
       stream, 2, reps);
+  const double moved_gb = 2.0 * static_cast<double>(bytes) / 1e9;  // read + written
   const double bytes_mib = static_cast<double>(bytes >> 20);
   for (const auto& [name, ms] : {std::pair{"copy/cudaMemcpyAsync", memcpy_ms},
                                  std::pair{"copy/kernel_16B_per_thread", kernel_ms}}) {
@@ -111,12 +78,12 @@ void bench_copy(const BenchArgs& args, cudaStream_t stream, Report& report, Ceil
 void bench_gemm(const BenchArgs& args, cudaStream_t stream, Report& report, Ceilings& ceilings) {
   constexpr int64_t kSize = 8192;
   const size_t bytes = static_cast<size_t>(kSize * kSize) * 2;
-  Buffer a(bytes), w(bytes), out(bytes);
+  DeviceBuffer a(bytes), w(bytes), out(bytes);
   fill_random(a, 3, stream);
   fill_random(w, 4, stream);
-  const kernels::MatmulArgs m{device_tensor(out, DType::kBF16, {kSize, kSize}),
-                              device_tensor(a, DType::kBF16, {kSize, kSize}),
-                              device_tensor(w, DType::kBF16, {kSize, kSize})};
+  const kernels::MatmulArgs m{out.view(DType::kBF16, {kSize, kSize}),
+                              a.view(DType::kBF16, {kSize, kSize}),
+                              w.view(DType::kBF16, {kSize, kSize})};
   const double ms =
       median_ms([&](cudaStream_t s) { kc::matmul(m, s); }, stream, 3, args.quick ? 5 : 10);
   const double flop = 2.0 * kSize * kSize * kSize;
@@ -143,20 +110,6 @@ constexpr WeightCase kWeightCases[] = {
 constexpr int64_t kDecodeRows[] = {1, 16, 64, 256};
 constexpr int64_t kMaxRows = 256;
 
-size_t l2_bytes() {
-  int dev = 0;
-  SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-  int l2 = 0;
-  SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-  return static_cast<size_t>(l2);
-}
-
-// Median ms of one replay of `graph_exec`.
-double graph_ms(cudaGraphExec_t exec, cudaStream_t stream, int reps) {
-  return median_ms([&](cudaStream_t s) { SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, s)); }, stream, 2,
-                   reps);
-}
-
 void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
                   const Ceilings& ceilings) {
   const int reps = args.quick ? 5 : 20;
@@ -167,36 +120,28 @@ void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
     // device memory. At most 32 (tiny weights would otherwise need hundreds).
     const int copies =
         static_cast<int>(std::clamp<size_t>((rotate_bytes + w_bytes - 1) / w_bytes, 1, 32));
-    std::vector<std::unique_ptr<Buffer>> weights;
+    std::vector<DeviceBuffer> weights;
     for (int c = 0; c < copies; ++c) {
-      weights.push_back(std::make_unique<Buffer>(w_bytes));
-      fill_random(*weights.back(), 100 + c, stream);
+      weights.emplace_back(w_bytes);
+      fill_random(weights.back(), 100 + c, stream);
     }
-    Buffer a(static_cast<size_t>(kMaxRows * wc.k) * 2);
+    DeviceBuffer a(static_cast<size_t>(kMaxRows * wc.k) * 2);
     fill_random(a, 99, stream);
-    Buffer out(static_cast<size_t>(kMaxRows * wc.n) * kernels::dtype_size(wc.out_type));
-    const Tensor a_all = device_tensor(a, DType::kBF16, {kMaxRows, wc.k});
-    const Tensor out_all = device_tensor(out, wc.out_type, {kMaxRows, wc.n});
+    DeviceBuffer out(static_cast<size_t>(kMaxRows * wc.n) * kernels::dtype_size(wc.out_type));
+    const Tensor a_all = a.view(DType::kBF16, {kMaxRows, wc.k});
+    const Tensor out_all = out.view(wc.out_type, {kMaxRows, wc.n});
 
     for (int64_t M : kDecodeRows) {
       const auto enqueue = [&](cudaStream_t s) {
         for (int c = 0; c < copies; ++c) {
           kc::matmul({out_all.slice_rows(0, M), a_all.slice_rows(0, M),
-                      device_tensor(*weights[c], DType::kBF16, {wc.n, wc.k})},
+                      weights[c].view(DType::kBF16, {wc.n, wc.k})},
                      s);
         }
       };
       // Eager first: warms the algorithm cache, so the capture below allocates nothing.
       const double eager_ms = median_ms(enqueue, stream, 2, reps) / copies;
-      cudaGraph_t graph = nullptr;
-      cudaGraphExec_t exec = nullptr;
-      SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      enqueue(stream);
-      SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-      SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-      const double ms = graph_ms(exec, stream, reps) / copies;
-      SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-      SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
+      const double ms = graph_median_ms(enqueue, stream, 2, reps) / copies;
 
       const double w_gb_per_s = static_cast<double>(w_bytes) / 1e9 / (ms / 1e3);
       const double io_bytes = static_cast<double>(w_bytes) + static_cast<double>(M * wc.k) * 2 +
@@ -222,21 +167,16 @@ void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
 
 int main(int argc, char** argv) {
   using namespace sluice::bench;
-  const BenchArgs args = BenchArgs::parse(argc, argv);
-  std::printf("device: %s\n", device_summary().c_str());
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const Session session(argc, argv);
   sluice::kernels::cuda::init_blas();
 
   Report report("ceilings: copy bandwidth, bf16 matmul rate, decode-shaped matmuls");
   Ceilings ceilings;
-  bench_copy(args, stream, report, ceilings);
-  bench_gemm(args, stream, report, ceilings);
-  bench_decode(args, stream, report, ceilings);
-  report.print();
+  bench_copy(session.args, session.stream, report, ceilings);
+  bench_gemm(session.args, session.stream, report, ceilings);
+  bench_decode(session.args, session.stream, report, ceilings);
+  const int status = session.finish(report);
   std::printf("ceilings: copy %.0f GB/s (read + written), bf16 matmul %.1f TFLOP/s\n",
               ceilings.copy_gb_per_s, ceilings.gemm_tflops);
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
-  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
-  return 0;
+  return status;
 }

@@ -11,7 +11,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -86,35 +85,6 @@ Batch make_batch(int S, int ctx, int n, int per_seq_blocks, int bs, int first_bl
   return b;
 }
 
-double copy_gbps() {
-  const size_t bytes = size_t{2} << 30;
-  void *a = nullptr, *b = nullptr;
-  SLUICE_CUDA_CHECK(cudaMalloc(&a, bytes));
-  SLUICE_CUDA_CHECK(cudaMalloc(&b, bytes));
-  SLUICE_CUDA_CHECK(cudaMemset(a, 1, bytes));
-  cudaStream_t s;
-  SLUICE_CUDA_CHECK(cudaStreamCreate(&s));
-  const double ms = median_ms([&](cudaStream_t st) {
-    SLUICE_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
-  }, s, 2, 10);
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(s));
-  SLUICE_CUDA_CHECK(cudaFree(a));
-  SLUICE_CUDA_CHECK(cudaFree(b));
-  return 2.0 * bytes / (ms * 1e-3) / 1e9;
-}
-
-template <typename F>
-double host_median_ms(F&& f, int reps) {
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-  return ms[reps / 2];
-}
-
 void run_shape(const Shape& shape, bool quick, double copy, Report& report) {
   const int bs = 16, ctx = 512, prompt = 2048;
   const int max_batch = quick ? 16 : 64;
@@ -178,9 +148,8 @@ void run_shape(const Shape& shape, bool quick, double copy, Report& report) {
 
 int main(int argc, char** argv) {
   using namespace sluice::bench;
-  const BenchArgs args = BenchArgs::parse(argc, argv);
-  std::printf("device: %s\n", device_summary().c_str());
-  const double copy = copy_gbps();
+  const Session session(argc, argv);
+  const double copy = measure_copy_gbps(size_t{2} << 30, session.stream);
   std::printf("device-to-device copy: %.0f GB/s\n", copy);
   // Shapes of published Gemma 3 checkpoints (vocab 262144).
   const Shape shapes[] = {
@@ -190,10 +159,8 @@ int main(int argc, char** argv) {
   };
   Report report("end to end, synthetic Gemma 3 shapes (bf16 weights on the GPU)");
   for (const Shape& s : shapes) {
-    if (args.quick && std::string(s.name) != "gemma3-270m") continue;
-    run_shape(s, args.quick, copy, report);
+    if (session.args.quick && std::string(s.name) != "gemma3-270m") continue;
+    run_shape(s, session.args.quick, copy, report);
   }
-  report.print();
-  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
-  return 0;
+  return session.finish(report);
 }

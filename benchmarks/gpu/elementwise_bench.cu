@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -28,29 +27,11 @@
 namespace sluice::bench {
 namespace {
 
-using kernels::Device;
-using kernels::DType;
-using kernels::Tensor;
-namespace kc = kernels::cuda;
-
-// Device memory owned by the benchmark.
-class Buffer {
- public:
-  explicit Buffer(size_t bytes) { SLUICE_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
-  ~Buffer() { SLUICE_CUDA_CHECK(cudaFree(data_)); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  void* data() const { return data_; }
-
- private:
-  void* data_ = nullptr;
-};
-
 // A contiguous device tensor with its own buffer, filled with uniform values in [lo, hi).
 struct DeviceTensor {
   DeviceTensor(DType t, std::initializer_list<int64_t> shape, uint64_t seed, cudaStream_t s,
                float lo = -1.0f, float hi = 1.0f)
-      : buffer(bytes_of(t, shape)), view(Tensor::make(buffer.data(), t, shape, Device::kCuda)) {
+      : buffer(bytes_of(t, shape)), view(buffer.view(t, shape)) {
     kc::fill_uniform(view, seed, lo, hi, s);
   }
   static size_t bytes_of(DType t, std::initializer_list<int64_t> shape) {
@@ -58,22 +39,22 @@ struct DeviceTensor {
     for (int64_t d : shape) n *= static_cast<size_t>(d);
     return n;
   }
-  Buffer buffer;
+  DeviceBuffer buffer;
   Tensor view;
 };
 
 // Random indices in [0, n) in device memory.
 struct DeviceIndices {
-  DeviceIndices(int64_t count, int64_t n, uint64_t seed) : buffer(count * sizeof(int32_t)) {
+  DeviceIndices(int64_t count, int64_t n, uint64_t seed, cudaStream_t stream)
+      : buffer(count * sizeof(int32_t)) {
     std::mt19937_64 rng(seed);
     std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(n - 1));
     std::vector<int32_t> ids(count);
     for (auto& id : ids) id = pick(rng);
-    SLUICE_CUDA_CHECK(
-        cudaMemcpy(buffer.data(), ids.data(), count * sizeof(int32_t), cudaMemcpyHostToDevice));
-    view = Tensor::make(buffer.data(), DType::kI32, {count}, Device::kCuda);
+    buffer.upload(ids.data(), count * sizeof(int32_t), stream);
+    view = buffer.view(DType::kI32, {count});
   }
-  Buffer buffer;
+  DeviceBuffer buffer;
   Tensor view;
 };
 
@@ -84,26 +65,19 @@ class Bench {
   Bench(const BenchArgs& args, cudaStream_t stream)
       : args_(args), stream_(stream), report_("elementwise ops vs copy bandwidth") {}
 
+  const Report& report() const { return report_; }
+
   int reps() const { return args_.quick ? 5 : 20; }
   int64_t tokens() const { return args_.quick ? 2048 : 16384; }
 
   // Device-to-device copy of a large buffer: the bandwidth ceiling of this binary.
   void copy() {
     const size_t bytes = args_.quick ? (size_t{256} << 20) : (size_t{2} << 30);
-    Buffer src(bytes), dst(bytes);
-    kc::fill_uniform(
-        Tensor::make(src.data(), DType::kF32, {static_cast<int64_t>(bytes / 4)}, Device::kCuda), 1,
-        -1.0f, 1.0f, stream_);
-    const double ms = median_ms(
-        [&](cudaStream_t s) {
-          SLUICE_CUDA_CHECK(
-              cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, s));
-        },
-        stream_, 3, reps());
-    copy_gb_per_s_ = 2.0 * static_cast<double>(bytes) / (ms * 1e6);
+    const CopyTiming copy = time_copy(bytes, stream_, reps());
+    copy_gb_per_s_ = copy.gb_per_s;
     report_.add({"copy d2d",
                  {{"MiB", static_cast<double>(bytes >> 20)}},
-                 {{"ms", ms}, {"gb_per_s", copy_gb_per_s_}}});
+                 {{"ms", copy.ms}, {"gb_per_s", copy_gb_per_s_}}});
   }
 
   // Times `enqueue`, which moves `bytes` at least, and records it beside the copy ceiling.
@@ -121,7 +95,7 @@ class Bench {
     const int64_t t = tokens();
     DeviceTensor table(DType::kBF16, {kVocab, hidden}, 2, stream_);
     DeviceTensor out(out_type, {t, hidden}, 3, stream_);
-    DeviceIndices ids(t, kVocab, 4);
+    DeviceIndices ids(t, kVocab, 4, stream_);
     const double bytes = static_cast<double>(t) * hidden * (2 + esize(out_type)) + 4.0 * t;
     time(
         std::string("embedding bf16->") + kernels::dtype_name(out_type),
@@ -215,7 +189,7 @@ class Bench {
     const int64_t rows = t / 2;
     DeviceTensor in(DType::kBF16, {t, kHidden}, 14, stream_);
     DeviceTensor out(DType::kF32, {rows, kHidden}, 15, stream_);
-    DeviceIndices ids(rows, t, 16);
+    DeviceIndices ids(rows, t, 16, stream_);
     const double bytes = static_cast<double>(rows) * kHidden * (2 + 4) + 4.0 * rows;
     time("gather_rows bf16->f32",
          {{"R", static_cast<double>(rows)}, {"D", static_cast<double>(kHidden)}}, bytes,
@@ -227,17 +201,12 @@ class Bench {
   void argmax(int64_t rows) {
     constexpr int64_t kVocab = 262144;
     DeviceTensor logits(DType::kF32, {rows, kVocab}, 17, stream_, -30.0f, 30.0f);
-    DeviceIndices out(rows, 1, 18);
+    DeviceIndices out(rows, 1, 18, stream_);
     const double bytes = static_cast<double>(rows) * kVocab * 4 + 4.0 * rows;
     time("argmax f32", {{"R", static_cast<double>(rows)}, {"V", static_cast<double>(kVocab)}},
          bytes, [&](cudaStream_t s) {
            kc::argmax({out.view, logits.view}, s);
          });
-  }
-
-  void finish() {
-    report_.print();
-    if (!args_.json_path.empty() && !report_.write_json(args_.json_path)) std::exit(1);
   }
 
  private:
@@ -252,30 +221,24 @@ class Bench {
 
 int main(int argc, char** argv) {
   using sluice::kernels::DType;
-  const auto args = sluice::bench::BenchArgs::parse(argc, argv);
-  std::printf("%s\n", sluice::bench::device_summary().c_str());
-  cudaStream_t stream;
-  SLUICE_CUDA_CHECK(cudaStreamCreate(&stream));
-  {
-    sluice::bench::Bench b(args, stream);
-    b.copy();
-    b.embedding(2560, DType::kBF16);
-    b.embedding(5376, DType::kF32);
-    b.geglu(DType::kBF16, DType::kBF16, false);
-    b.geglu(DType::kF32, DType::kBF16, false);
-    b.geglu(DType::kBF16, DType::kBF16, true);
-    b.add(DType::kBF16, DType::kBF16, false);
-    b.add(DType::kF32, DType::kBF16, true);
-    b.scale(DType::kF32);
-    b.scale(DType::kBF16);
-    b.softcap();
-    b.convert(DType::kF32, DType::kBF16);
-    b.convert(DType::kBF16, DType::kF32);
-    b.gather_rows();
-    b.argmax(1);
-    b.argmax(args.quick ? 32 : 256);
-    b.finish();
-  }
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
-  return 0;
+  // A blocking stream: ordered after the legacy default stream.
+  const sluice::bench::Session session(argc, argv, cudaStreamDefault);
+  sluice::bench::Bench b(session.args, session.stream);
+  b.copy();
+  b.embedding(2560, DType::kBF16);
+  b.embedding(5376, DType::kF32);
+  b.geglu(DType::kBF16, DType::kBF16, false);
+  b.geglu(DType::kF32, DType::kBF16, false);
+  b.geglu(DType::kBF16, DType::kBF16, true);
+  b.add(DType::kBF16, DType::kBF16, false);
+  b.add(DType::kF32, DType::kBF16, true);
+  b.scale(DType::kF32);
+  b.scale(DType::kBF16);
+  b.softcap();
+  b.convert(DType::kF32, DType::kBF16);
+  b.convert(DType::kBF16, DType::kF32);
+  b.gather_rows();
+  b.argmax(1);
+  b.argmax(session.args.quick ? 32 : 256);
+  return session.finish(b.report());
 }

@@ -15,8 +15,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
-#include <memory>
 #include <set>
 #include <vector>
 
@@ -25,125 +23,79 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/random_fill.h"
 
+namespace sluice::bench {
 namespace {
-
-using sluice::kernels::Device;
-using sluice::kernels::DType;
-using sluice::kernels::Tensor;
-namespace kc = sluice::kernels::cuda;
 
 constexpr int64_t kH = 2816, kI = 704, kE = 128;
 constexpr int kK = 8;
 constexpr int kLayers = 4;
 constexpr int64_t kExpertBytes = (2 * kI * kH + kH * kI) * 2;  // gate_up + down, bf16
 
-struct DeviceMem {
-  void* ptr = nullptr;
-  explicit DeviceMem(size_t bytes) { SLUICE_CUDA_CHECK(cudaMalloc(&ptr, bytes == 0 ? 1 : bytes)); }
-  ~DeviceMem() { cudaFree(ptr); }
-  DeviceMem(const DeviceMem&) = delete;
-  DeviceMem& operator=(const DeviceMem&) = delete;
-};
-
-Tensor on_device(void* p, DType t, std::initializer_list<int64_t> shape) {
-  return Tensor::make(p, t, shape, Device::kCuda);
-}
-
-// Device-to-device copy bandwidth, bytes read plus bytes written per second.
-double copy_gb_per_s(cudaStream_t stream, bool quick) {
-  const size_t bytes = size_t{1} << 30;
-  DeviceMem a(bytes), b(bytes);
-  kc::fill_uniform(on_device(a.ptr, DType::kF32, {static_cast<int64_t>(bytes / 4)}), 1, -1, 1,
-                   stream);
-  const double ms = sluice::bench::median_ms(
-      [&](cudaStream_t s) {
-        SLUICE_CUDA_CHECK(cudaMemcpyAsync(b.ptr, a.ptr, bytes, cudaMemcpyDeviceToDevice, s));
-      },
-      stream, 2, quick ? 5 : 15);
-  return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
-}
-
-// Median ms of one replay of a graph holding whatever `enqueue` queues on a capturing stream.
-double graph_ms(const std::function<void(cudaStream_t)>& enqueue, cudaStream_t stream, int reps) {
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  enqueue(stream);
-  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  const double ms = sluice::bench::median_ms(
-      [&](cudaStream_t s) { SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, s)); }, stream, 3, reps);
-  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
-  return ms;
-}
-
 }  // namespace
+}  // namespace sluice::bench
 
 int main(int argc, char** argv) {
-  const auto args = sluice::bench::BenchArgs::parse(argc, argv);
-  std::printf("device: %s\n", sluice::bench::device_summary().c_str());
+  using namespace sluice::bench;
+  const Session session(argc, argv);
   const char* pdl = std::getenv("SLUICE_MOE_PDL");
   std::printf("programmatic dependent launch: %s\n",
               pdl != nullptr && pdl[0] == '0' ? "off (SLUICE_MOE_PDL=0)" : "on where sm_90+");
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const int reps = args.quick ? 10 : 30;
+  const int reps = session.args.quick ? 10 : 30;
 
-  const double copy_bw = copy_gb_per_s(stream, args.quick);
+  const double copy_bw =
+      measure_copy_gbps(size_t{1} << 30, session.stream, session.args.quick ? 5 : 15);
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy_bw);
 
   const std::vector<int64_t> token_counts =
-      args.quick ? std::vector<int64_t>{1, 16, 256}
-                 : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256};
+      session.args.quick ? std::vector<int64_t>{1, 16, 256}
+                         : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256};
   const int64_t max_t = token_counts.back();
 
   // kLayers copies of the expert weights, each from its own seed.
-  std::vector<std::unique_ptr<DeviceMem>> gate_up_mem, down_mem;
+  std::vector<DeviceBuffer> gate_up_mem, down_mem;
   std::vector<Tensor> gate_up, down;
   for (int l = 0; l < kLayers; ++l) {
-    gate_up_mem.push_back(std::make_unique<DeviceMem>(kE * 2 * kI * kH * 2));
-    down_mem.push_back(std::make_unique<DeviceMem>(kE * kH * kI * 2));
-    gate_up.push_back(on_device(gate_up_mem.back()->ptr, DType::kBF16, {kE, 2 * kI, kH}));
-    down.push_back(on_device(down_mem.back()->ptr, DType::kBF16, {kE, kH, kI}));
-    kc::fill_uniform(gate_up.back(), 100 + l, -0.05f, 0.05f, stream);
-    kc::fill_uniform(down.back(), 200 + l, -0.09f, 0.09f, stream);
+    gate_up_mem.emplace_back(kE * 2 * kI * kH * 2);
+    down_mem.emplace_back(kE * kH * kI * 2);
+    gate_up.push_back(gate_up_mem.back().view(DType::kBF16, {kE, 2 * kI, kH}));
+    down.push_back(down_mem.back().view(DType::kBF16, {kE, kH, kI}));
+    kc::fill_uniform(gate_up.back(), 100 + l, -0.05f, 0.05f, session.stream);
+    kc::fill_uniform(down.back(), 200 + l, -0.09f, 0.09f, session.stream);
   }
-  DeviceMem scale_mem(kE * 4);
-  const Tensor scale = on_device(scale_mem.ptr, DType::kF32, {kE});
-  kc::fill_uniform(scale, 7, 0.5f, 1.5f, stream);
+  DeviceBuffer scale_mem(kE * 4);
+  const Tensor scale = scale_mem.view(DType::kF32, {kE});
+  kc::fill_uniform(scale, 7, 0.5f, 1.5f, session.stream);
 
   const size_t ws_bytes = kc::moe_workspace_bytes(max_t, kH, kI, kE, kK);
-  DeviceMem ws_mem(ws_bytes), x_mem(max_t * kH * 2), out_mem(max_t * kH * 2);
-  DeviceMem logits_mem(kLayers * max_t * kE * 4);
-  DeviceMem experts_mem(kLayers * max_t * kK * 4), weights_mem(kLayers * max_t * kK * 4);
+  DeviceBuffer ws_mem(ws_bytes), x_mem(max_t * kH * 2), out_mem(max_t * kH * 2);
+  DeviceBuffer logits_mem(kLayers * max_t * kE * 4);
+  DeviceBuffer experts_mem(kLayers * max_t * kK * 4), weights_mem(kLayers * max_t * kK * 4);
 
-  sluice::bench::Report report("moe (Gemma 4 26B-A4B: H 2816, E 128, top-8, I 704)");
+  Report report("moe (Gemma 4 26B-A4B: H 2816, E 128, top-8, I 704)");
   for (const int64_t T : token_counts) {
-    const Tensor x = on_device(x_mem.ptr, DType::kBF16, {T, kH});
-    const Tensor out = on_device(out_mem.ptr, DType::kBF16, {T, kH});
-    const Tensor ws =
-        on_device(ws_mem.ptr, DType::kBF16,
-                  {static_cast<int64_t>((kc::moe_workspace_bytes(T, kH, kI, kE, kK) + 1) / 2)});
-    kc::fill_uniform(x, 11 + T, -1.0f, 1.0f, stream);
+    const Tensor x = x_mem.view(DType::kBF16, {T, kH});
+    const Tensor out = out_mem.view(DType::kBF16, {T, kH});
+    const Tensor ws = ws_mem.view(
+        DType::kBF16, {static_cast<int64_t>((kc::moe_workspace_bytes(T, kH, kI, kE, kK) + 1) / 2)});
+    kc::fill_uniform(x, 11 + T, -1.0f, 1.0f, session.stream);
     std::vector<kc::MoeRouteArgs> route(kLayers);
     std::vector<kc::MoeExpertsArgs> experts(kLayers);
     for (int l = 0; l < kLayers; ++l) {
-      auto* logits_p = static_cast<float*>(logits_mem.ptr) + l * max_t * kE;
-      auto* experts_p = static_cast<int32_t*>(experts_mem.ptr) + l * max_t * kK;
-      auto* weights_p = static_cast<float*>(weights_mem.ptr) + l * max_t * kK;
-      route[l].logits = on_device(logits_p, DType::kF32, {T, kE});
+      auto* logits_p = static_cast<float*>(logits_mem.data()) + l * max_t * kE;
+      auto* experts_p = static_cast<int32_t*>(experts_mem.data()) + l * max_t * kK;
+      auto* weights_p = static_cast<float*>(weights_mem.data()) + l * max_t * kK;
+      route[l].logits = Tensor::make(logits_p, DType::kF32, {T, kE}, Device::kCuda);
       route[l].per_expert_scale = scale;
-      route[l].out_experts = on_device(experts_p, DType::kI32, {T, kK});
-      route[l].out_weights = on_device(weights_p, DType::kF32, {T, kK});
+      route[l].out_experts = Tensor::make(experts_p, DType::kI32, {T, kK}, Device::kCuda);
+      route[l].out_weights = Tensor::make(weights_p, DType::kF32, {T, kK}, Device::kCuda);
       route[l].top_k = kK;
-      kc::fill_uniform(route[l].logits, 1000 * T + l, -4.0f, 4.0f, stream);
+      kc::fill_uniform(route[l].logits, 1000 * T + l, -4.0f, 4.0f, session.stream);
       experts[l] = {out, x, route[l].out_experts, route[l].out_weights, gate_up[l], down[l], ws};
     }
 
     // Distinct experts per layer, from one routing pass.
-    for (int l = 0; l < kLayers; ++l) kc::moe_route(route[l], stream);
-    SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int l = 0; l < kLayers; ++l) kc::moe_route(route[l], session.stream);
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(session.stream));
     double distinct = 0.0;
     for (int l = 0; l < kLayers; ++l) {
       std::vector<int32_t> ids(T * kK);
@@ -161,9 +113,9 @@ int main(int argc, char** argv) {
         }
       };
     };
-    const double ms_total = graph_ms(layers(true), stream, reps) / kLayers;
-    const double ms_experts = graph_ms(layers(false), stream, reps) / kLayers;
-    const double ms_stream = sluice::bench::median_ms(layers(true), stream, 3, reps) / kLayers;
+    const double ms_total = graph_median_ms(layers(true), session.stream, 3, reps) / kLayers;
+    const double ms_experts = graph_median_ms(layers(false), session.stream, 3, reps) / kLayers;
+    const double ms_stream = median_ms(layers(true), session.stream, 3, reps) / kLayers;
 
     const double bytes = distinct * static_cast<double>(kExpertBytes);
     const double flops = 2.0 * static_cast<double>(T * kK) * (3.0 * kI * kH);
@@ -183,8 +135,5 @@ int main(int argc, char** argv) {
                  {"tflop_per_s", flops / (ms_total * 1e-3) / 1e12}}});
   }
   report.add({"d2d_copy", {}, {{"gb_per_s", copy_bw}}});
-  report.print();
-  if (!args.json_path.empty() && !report.write_json(args.json_path)) return 1;
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
-  return 0;
+  return session.finish(report);
 }

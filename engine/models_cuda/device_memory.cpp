@@ -3,13 +3,44 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
+#include <string>
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
 
 namespace sluice::models::cuda {
+namespace {
 
-DeviceMemory& DeviceMemory::operator=(DeviceMemory&& o) noexcept {
+cudaError_t raw_allocate(MemoryKind kind, void** data, size_t bytes) {
+  return kind == MemoryKind::kDevice ? cudaMalloc(data, bytes) : cudaMallocHost(data, bytes);
+}
+
+void raw_free(MemoryKind kind, void* data) {
+  if (kind == MemoryKind::kDevice) {
+    SLUICE_CUDA_CHECK(cudaFree(data));
+  } else {
+    SLUICE_CUDA_CHECK(cudaFreeHost(data));
+  }
+}
+
+// The operator's message for a failed allocation of `bytes` for `what`.
+std::string allocation_error(MemoryKind kind, size_t bytes, std::string_view what,
+                             cudaError_t err) {
+  if (kind == MemoryKind::kPinnedHost) {
+    return fmt::format("pinned host memory: cannot allocate {} bytes for {} ({})", bytes, what,
+                       cudaGetErrorString(err));
+  }
+  const DeviceMemoryInfo info = device_memory_info();
+  return fmt::format(
+      "GPU memory: cannot allocate {:.2f} GiB for {} ({}); {:.2f} GiB of {:.2f} GiB free",
+      bytes / 1073741824.0, what, cudaGetErrorString(err), info.free_bytes / 1073741824.0,
+      info.total_bytes / 1073741824.0);
+}
+
+}  // namespace
+
+template <MemoryKind kKind>
+GpuMemory<kKind>& GpuMemory<kKind>::operator=(GpuMemory&& o) noexcept {
   if (this != &o) {
     reset();
     data_ = std::exchange(o.data_, nullptr);
@@ -18,55 +49,28 @@ DeviceMemory& DeviceMemory::operator=(DeviceMemory&& o) noexcept {
   return *this;
 }
 
-StatusOr<DeviceMemory> DeviceMemory::allocate(size_t bytes, std::string_view what) {
-  DeviceMemory m;
+template <MemoryKind kKind>
+StatusOr<GpuMemory<kKind>> GpuMemory<kKind>::allocate(size_t bytes, std::string_view what) {
+  GpuMemory m;
   if (bytes == 0) return m;
-  const cudaError_t err = cudaMalloc(&m.data_, bytes);
+  const cudaError_t err = raw_allocate(kKind, &m.data_, bytes);
   if (err != cudaSuccess) {
     cudaGetLastError();  // clear the sticky-free error state of a failed allocation
-    const DeviceMemoryInfo info = device_memory_info();
-    return Status::resource_exhausted(fmt::format(
-        "GPU memory: cannot allocate {:.2f} GiB for {} ({}); {:.2f} GiB of {:.2f} GiB free",
-        bytes / 1073741824.0, what, cudaGetErrorString(err), info.free_bytes / 1073741824.0,
-        info.total_bytes / 1073741824.0));
+    return Status::resource_exhausted(allocation_error(kKind, bytes, what, err));
   }
   m.bytes_ = bytes;
   return m;
 }
 
-void DeviceMemory::reset() {
-  if (data_ != nullptr) SLUICE_CUDA_CHECK(cudaFree(data_));
+template <MemoryKind kKind>
+void GpuMemory<kKind>::reset() {
+  if (data_ != nullptr) raw_free(kKind, data_);
   data_ = nullptr;
   bytes_ = 0;
 }
 
-PinnedMemory& PinnedMemory::operator=(PinnedMemory&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = std::exchange(o.data_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-StatusOr<PinnedMemory> PinnedMemory::allocate(size_t bytes, std::string_view what) {
-  PinnedMemory m;
-  if (bytes == 0) return m;
-  const cudaError_t err = cudaMallocHost(&m.data_, bytes);
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    return Status::resource_exhausted(fmt::format("pinned host memory: cannot allocate {} bytes for {} ({})",
-                                                  bytes, what, cudaGetErrorString(err)));
-  }
-  m.bytes_ = bytes;
-  return m;
-}
-
-void PinnedMemory::reset() {
-  if (data_ != nullptr) SLUICE_CUDA_CHECK(cudaFreeHost(data_));
-  data_ = nullptr;
-  bytes_ = 0;
-}
+template class GpuMemory<MemoryKind::kDevice>;
+template class GpuMemory<MemoryKind::kPinnedHost>;
 
 DeviceMemoryInfo device_memory_info() {
   DeviceMemoryInfo info;

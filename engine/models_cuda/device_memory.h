@@ -11,20 +11,30 @@
 
 namespace sluice::models::cuda {
 
-class DeviceMemory {
- public:
-  DeviceMemory() = default;
-  ~DeviceMemory() { reset(); }
-  DeviceMemory(DeviceMemory&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr; o.bytes_ = 0; }
-  DeviceMemory& operator=(DeviceMemory&& o) noexcept;
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
+// Where a GpuMemory lives: device memory (cudaMalloc / cudaFree) or page-locked host memory
+// (cudaMallocHost / cudaFreeHost).
+enum class MemoryKind { kDevice, kPinnedHost };
 
-  // `what` names the buffer in the error ("weights", "KV cache of layer 3", ...).
-  static StatusOr<DeviceMemory> allocate(size_t bytes, std::string_view what);
+template <MemoryKind kKind>
+class GpuMemory {
+ public:
+  GpuMemory() = default;
+  ~GpuMemory() { reset(); }
+  GpuMemory(GpuMemory&& o) noexcept : data_(o.data_), bytes_(o.bytes_) {
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  GpuMemory& operator=(GpuMemory&& o) noexcept;
+  GpuMemory(const GpuMemory&) = delete;
+  GpuMemory& operator=(const GpuMemory&) = delete;
+
+  // `what` names the buffer in the error ("weights", "KV cache of layer 3", ...). Zero bytes
+  // gives an empty owner (null data) without allocating.
+  static StatusOr<GpuMemory> allocate(size_t bytes, std::string_view what);
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  // Frees the memory (if any); the owner is then empty.
   void reset();
 
  private:
@@ -32,25 +42,12 @@ class DeviceMemory {
   size_t bytes_ = 0;
 };
 
-class PinnedMemory {
- public:
-  PinnedMemory() = default;
-  ~PinnedMemory() { reset(); }
-  PinnedMemory(PinnedMemory&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr; o.bytes_ = 0; }
-  PinnedMemory& operator=(PinnedMemory&& o) noexcept;
-  PinnedMemory(const PinnedMemory&) = delete;
-  PinnedMemory& operator=(const PinnedMemory&) = delete;
+// Both kinds are instantiated in device_memory.cpp, next to the CUDA calls they make.
+extern template class GpuMemory<MemoryKind::kDevice>;
+extern template class GpuMemory<MemoryKind::kPinnedHost>;
 
-  static StatusOr<PinnedMemory> allocate(size_t bytes, std::string_view what);
-
-  void* data() const { return data_; }
-  size_t bytes() const { return bytes_; }
-  void reset();
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceMemory = GpuMemory<MemoryKind::kDevice>;
+using PinnedMemory = GpuMemory<MemoryKind::kPinnedHost>;
 
 // Free and total bytes of the current device.
 struct DeviceMemoryInfo {

@@ -11,104 +11,15 @@
 #include <limits>
 #include <string_view>
 
-#include "common/check.h"
 #include "common/checked_math.h"
+#include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/kernel_params.h"
 
 namespace sluice::kernels::cuda {
+
+using namespace detail;  // the shared argument checks (arg_checks.h)
+
 namespace {
-
-constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
-constexpr int64_t kMaxGridY = 65535;
-
-Status fail(std::string_view op, std::string message) {
-  return Status::invalid_argument(fmt::format("{}: {}", op, message));
-}
-
-Status check_on_device(std::string_view op, std::string_view name, const Tensor& t) {
-  if (!t.defined()) return fail(op, fmt::format("{} is undefined (null data)", name));
-  if (t.device != Device::kCuda) {
-    return fail(op, fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
-                                "memory (Device::kCuda)",
-                                name));
-  }
-  return Status::ok();
-}
-
-bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kBF16; }
-
-ElemType elem_type(DType t) { return t == DType::kBF16 ? ElemType::kBF16 : ElemType::kF32; }
-
-Status check_float_dtype(std::string_view op, std::string_view name, const Tensor& t) {
-  if (is_float_type(t.dtype)) return Status::ok();
-  return fail(op, fmt::format("{} has dtype {}; expected f32 or bf16", name, dtype_name(t.dtype)));
-}
-
-// Shape ranks lo..hi, non-negative extents and strides, unit stride in the last dimension.
-Status check_layout(std::string_view op, std::string_view name, const Tensor& t, int lo, int hi,
-                    std::string_view expected) {
-  if (t.ndim < lo || t.ndim > hi) {
-    return fail(op, fmt::format("{} has shape {}; expected {}", name, t.shape_string(), expected));
-  }
-  for (int d = 0; d < t.ndim; ++d) {
-    if (t.shape[d] < 0 || t.strides[d] < 0) {
-      return fail(op, fmt::format("{} has shape {} with stride {} in dimension {}; expected "
-                                  "non-negative extents and strides",
-                                  name, t.shape_string(), t.strides[d], d));
-    }
-  }
-  const int last = t.ndim - 1;
-  if (t.shape[last] > 1 && t.strides[last] != 1) {
-    return fail(op, fmt::format("{} has stride {} in its last dimension; expected 1 (contiguous "
-                                "rows)",
-                                name, t.strides[last]));
-  }
-  return Status::ok();
-}
-
-bool same_shape(const Tensor& a, const Tensor& b) {
-  if (a.ndim != b.ndim) return false;
-  for (int d = 0; d < a.ndim; ++d) {
-    if (a.shape[d] != b.shape[d]) return false;
-  }
-  return true;
-}
-
-// Bytes [begin, end) that a strided view can touch; empty for an empty view.
-struct ByteSpan {
-  uintptr_t begin = 0, end = 0;
-};
-
-ByteSpan byte_span(const Tensor& t) {
-  if (!t.defined() || t.numel() == 0) return {};
-  int64_t last = 0;
-  for (int d = 0; d < t.ndim; ++d) last += (t.shape[d] - 1) * t.strides[d];
-  const auto begin = reinterpret_cast<uintptr_t>(t.data);
-  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
-}
-
-// The same elements with the same layout: a permitted in-place alias.
-bool same_view(const Tensor& a, const Tensor& b) {
-  if (a.data != b.data || a.dtype != b.dtype || !same_shape(a, b)) return false;
-  for (int d = 0; d < a.ndim; ++d) {
-    if (a.shape[d] > 1 && a.strides[d] != b.strides[d]) return false;
-  }
-  return true;
-}
-
-// `written` must not share memory with `other`, except as the same view when allowed.
-Status check_disjoint(std::string_view op, std::string_view written_name, const Tensor& written,
-                      std::string_view other_name, const Tensor& other, bool allow_same_view) {
-  if (allow_same_view && same_view(written, other)) return Status::ok();
-  const ByteSpan a = byte_span(written);
-  const ByteSpan b = byte_span(other);
-  if (a.begin < b.end && b.begin < a.end) {
-    return fail(op, fmt::format("{} overlaps {} in memory; expected {}", written_name, other_name,
-                                allow_same_view ? "the same view (in place) or disjoint memory"
-                                                : "disjoint memory"));
-  }
-  return Status::ok();
-}
 
 // A per-row weight: undefined (no weight) or [dim] f32|bf16 contiguous on the device.
 Status check_weight(std::string_view op, std::string_view name, const Tensor& w, int64_t dim) {
@@ -137,33 +48,26 @@ struct NormTensors {
   bool one_plus_weight = false;
 };
 
-Status check_rows(std::string_view op, std::string_view name, const Tensor& t) {
-  SLUICE_RETURN_IF_ERROR(check_on_device(op, name, t));
-  SLUICE_RETURN_IF_ERROR(check_float_dtype(op, name, t));
-  return check_layout(op, name, t, 2, 3, "[rows, D] or [A, B, D]");
+Status check_norm_rows(std::string_view op, std::string_view name, const Tensor& t) {
+  return check_rows(op, name, t, 2, 3, "[rows, D] or [A, B, D]");
 }
 
 Status check_norm(std::string_view op, NormMode mode, const NormTensors& n) {
   const Tensor& in = *n.in;
-  SLUICE_RETURN_IF_ERROR(check_rows(op, "in", in));
+  SLUICE_RETURN_IF_ERROR(check_norm_rows(op, "in", in));
   const bool has_out = mode != NormMode::kAdd;
   const bool has_residual = mode != NormMode::kNorm;
   if (has_out) {
-    SLUICE_RETURN_IF_ERROR(check_rows(op, "out", *n.out));
+    SLUICE_RETURN_IF_ERROR(check_norm_rows(op, "out", *n.out));
   }
   if (has_residual) {
-    SLUICE_RETURN_IF_ERROR(check_rows(op, "residual", *n.residual));
+    SLUICE_RETURN_IF_ERROR(check_norm_rows(op, "residual", *n.residual));
   }
-  auto check_shape = [&](std::string_view name, const Tensor& t) {
-    if (same_shape(t, in)) return Status::ok();
-    return fail(op, fmt::format("{} has shape {} but in has {}; expected equal shapes", name,
-                                t.shape_string(), in.shape_string()));
-  };
   if (has_out) {
-    SLUICE_RETURN_IF_ERROR(check_shape("out", *n.out));
+    SLUICE_RETURN_IF_ERROR(check_same_shape(op, "out", *n.out, "in", in));
   }
   if (has_residual) {
-    SLUICE_RETURN_IF_ERROR(check_shape("residual", *n.residual));
+    SLUICE_RETURN_IF_ERROR(check_same_shape(op, "residual", *n.residual, "in", in));
   }
   const int64_t dim = in.dim(-1);
   if (dim < 1 || dim > std::numeric_limits<int32_t>::max()) {
@@ -201,43 +105,25 @@ Status check_norm(std::string_view op, NormMode mode, const NormTensors& n) {
   return Status::ok();
 }
 
-// Element strides of a [R, D] or [A, B, D] view as a RowView (see kernel_params.h). A
-// dimension of extent 1 contributes stride 0, so it cannot spoil the alignment test.
-RowView row_view(const Tensor& t) {
-  RowView v;
-  v.data = t.data;
-  v.type = elem_type(t.dtype);
-  v.outer_stride = t.shape[0] > 1 ? t.strides[0] : 0;
-  v.inner_stride = t.ndim == 3 && t.shape[1] > 1 ? t.strides[1] : 0;
-  return v;
-}
-
-bool aligned16(const RowView& v) {
-  const int64_t size = v.type == ElemType::kBF16 ? 2 : 4;
-  return reinterpret_cast<uintptr_t>(v.data) % 16 == 0 && (v.outer_stride * size) % 16 == 0 &&
-         (v.inner_stride * size) % 16 == 0;
-}
-
 NormWeight weight_form(const Tensor& w, bool one_plus) {
   if (!w.defined()) return NormWeight::kNone;
   return one_plus ? NormWeight::kOnePlus : NormWeight::kPlain;
 }
 
 void run_norm(std::string_view op, NormMode mode, const NormTensors& n, void* stream) {
-  const Status status = check_norm(op, mode, n);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_norm(op, mode, n));
   const Tensor& in = *n.in;
   RmsNormParams p;
   p.mode = mode;
   p.in = row_view(in);
-  bool vectorized = aligned16(p.in);
+  bool vectorized = rows_aligned16(in);
   if (mode != NormMode::kAdd) {
     p.out = row_view(*n.out);
-    vectorized = vectorized && aligned16(p.out);
+    vectorized = vectorized && rows_aligned16(*n.out);
   }
   if (mode != NormMode::kNorm) {
     p.residual = row_view(*n.residual);
-    vectorized = vectorized && aligned16(p.residual);
+    vectorized = vectorized && rows_aligned16(*n.residual);
   }
   p.weight = n.weight->data;
   p.weight_type = elem_type(n.weight->dtype);
@@ -247,9 +133,7 @@ void run_norm(std::string_view op, NormMode mode, const NormTensors& n, void* st
     p.out_weight_type = elem_type(n.out_weight->dtype);
     p.out_weight_form = weight_form(*n.out_weight, n.one_plus_weight);
   }
-  for (const void* w : {p.weight, p.out_weight}) {
-    vectorized = vectorized && reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  }
+  for (const void* w : {p.weight, p.out_weight}) vectorized = vectorized && aligned16(w);
   p.vectorized = vectorized;
   p.dim = static_cast<int32_t>(in.dim(-1));
   p.inner_rows = in.ndim == 3 ? in.shape[1] : 1;
@@ -294,26 +178,16 @@ void fused_add_rms_norm(const FusedAddRmsNormArgs& a, void* stream) {
 
 Status check_rope(const RopeArgs& a) {
   constexpr std::string_view op = "rope";
-  SLUICE_RETURN_IF_ERROR(check_on_device(op, "x", a.x));
-  SLUICE_RETURN_IF_ERROR(check_float_dtype(op, "x", a.x));
-  SLUICE_RETURN_IF_ERROR(check_layout(op, "x", a.x, 3, 3, "[T, num_heads, head_dim]"));
-  SLUICE_RETURN_IF_ERROR(check_on_device(op, "positions", a.positions));
+  SLUICE_RETURN_IF_ERROR(check_rows(op, "x", a.x, 3, 3, "[T, num_heads, head_dim]"));
   const int64_t num_tokens = a.x.shape[0];
   const int64_t num_heads = a.x.shape[1];
   const int64_t head_dim = a.x.shape[2];
-  if (a.positions.dtype != DType::kI32) {
-    return fail(op,
-                fmt::format("positions has dtype {}; expected i32", dtype_name(a.positions.dtype)));
-  }
-  if (a.positions.ndim != 1 || a.positions.shape[0] != num_tokens ||
-      (num_tokens > 1 && a.positions.strides[0] != 1)) {
-    return fail(op, fmt::format("positions has shape {}; expected a contiguous [{}] (one per "
-                                "token of x {})",
-                                a.positions.shape_string(), num_tokens, a.x.shape_string()));
-  }
-  if (num_tokens > kMaxGridX || num_heads > kMaxGridY) {
+  SLUICE_RETURN_IF_ERROR(
+      check_i32_vector(op, "positions", a.positions, num_tokens,
+                       fmt::format("one per token of x {}", a.x.shape_string())));
+  if (num_tokens > kMaxGridX || num_heads > kMaxGridYZ) {
     return fail(op, fmt::format("x has shape {}; expected at most {} tokens and {} heads",
-                                a.x.shape_string(), kMaxGridX, kMaxGridY));
+                                a.x.shape_string(), kMaxGridX, kMaxGridYZ));
   }
   if (a.num_pairs < 0 || a.num_pairs > kMaxRopePairs) {
     return fail(op, fmt::format("num_pairs is {}; expected 0 to {}", a.num_pairs, kMaxRopePairs));
@@ -330,15 +204,12 @@ Status check_rope(const RopeArgs& a) {
   if (!std::isfinite(a.theta) || a.theta <= 0.0f) {
     return fail(op, fmt::format("theta is {}; expected a finite value > 0", a.theta));
   }
-  if (!std::isfinite(a.freq_scale)) {
-    return fail(op, fmt::format("freq_scale is {}; expected a finite value", a.freq_scale));
-  }
+  SLUICE_RETURN_IF_ERROR(check_finite(op, "freq_scale", a.freq_scale));
   return check_disjoint(op, "x", a.x, "positions", a.positions, false);
 }
 
 void rope(const RopeArgs& a, void* stream) {
-  const Status status = check_rope(a);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_rope(a));
   RopeParams p;
   p.x = a.x.data;
   p.positions = static_cast<const int32_t*>(a.positions.data);

@@ -28,9 +28,13 @@
 #include <unordered_map>
 
 #include "common/check.h"
+#include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace sluice::kernels::cuda {
+
+using namespace detail;  // the shared argument checks (arg_checks.h)
+
 namespace {
 
 [[noreturn]] void cublas_check_failed(cublasStatus_t status, const char* expr, const char* file,
@@ -209,63 +213,14 @@ AlgoChoice choose_algo(DeviceBlas& ctx, const AlgoKey& key, cublasLtMatmulDesc_t
 
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
-Status fail(std::string_view op, std::string message) {
-  return Status::invalid_argument(fmt::format("{}: {}", op, message));
-}
-
-// Defined, on the device, of one of the allowed dtypes, rank 2, non-negative extents and
-// strides, contiguous last dimension.
+// Defined, on the device, bf16 (or f32 when allow_f32), rank 2 with extents that fit
+// cuBLASLt's int32 dimensions, non-negative strides, contiguous last dimension.
 Status check_matrix(std::string_view op, std::string_view name, const Tensor& t, bool allow_f32,
                     std::string_view expected_shape) {
-  if (!t.defined()) return fail(op, fmt::format("{} is undefined (null data)", name));
-  if (t.device != Device::kCuda) {
-    return fail(op, fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
-                                "memory (Device::kCuda)",
-                                name));
-  }
-  if (t.dtype != DType::kBF16 && !(allow_f32 && t.dtype == DType::kF32)) {
-    return fail(op, fmt::format("{} has dtype {}; expected {}", name, dtype_name(t.dtype),
-                                allow_f32 ? "f32 or bf16" : "bf16"));
-  }
-  if (t.ndim != 2) {
-    return fail(
-        op, fmt::format("{} has shape {}; expected {}", name, t.shape_string(), expected_shape));
-  }
-  for (int d = 0; d < 2; ++d) {
-    if (t.shape[d] < 0 || t.strides[d] < 0 || t.shape[d] > kMaxDim) {
-      return fail(op, fmt::format("{} has shape {} with stride {} in dimension {}; expected "
-                                  "extents in [0, {}] and non-negative strides",
-                                  name, t.shape_string(), t.strides[d], d, kMaxDim));
-    }
-  }
-  if (t.shape[1] > 1 && t.strides[1] != 1) {
-    return fail(op, fmt::format("{} has stride {} in its last dimension; expected 1 (contiguous "
-                                "rows)",
-                                name, t.strides[1]));
-  }
-  return Status::ok();
-}
-
-// Bytes [begin, end) a rank-2 view can touch; empty for an empty view.
-struct ByteSpan {
-  uintptr_t begin = 0, end = 0;
-};
-
-ByteSpan byte_span(const Tensor& t) {
-  if (t.numel() == 0) return {};
-  const int64_t last = (t.shape[0] - 1) * t.strides[0] + (t.shape[1] - 1) * t.strides[1];
-  const auto begin = reinterpret_cast<uintptr_t>(t.data);
-  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
-}
-
-Status check_disjoint(std::string_view op, const Tensor& out, std::string_view name,
-                      const Tensor& other) {
-  const ByteSpan a = byte_span(out);
-  const ByteSpan b = byte_span(other);
-  if (a.begin < b.end && b.begin < a.end) {
-    return fail(op, fmt::format("out overlaps {} in memory; expected disjoint memory", name));
-  }
-  return Status::ok();
+  SLUICE_RETURN_IF_ERROR(check_on_device(op, name, t));
+  SLUICE_RETURN_IF_ERROR(allow_f32 ? check_float_dtype(op, name, t)
+                                   : check_dtype(op, name, t, DType::kBF16));
+  return check_layout(op, name, t, 2, 2, expected_shape, kMaxDim);
 }
 
 Status check_problem(std::string_view op, const Tensor& out, const Tensor& a, const Tensor& w) {
@@ -295,8 +250,8 @@ Status check_problem(std::string_view op, const Tensor& out, const Tensor& a, co
                                 "overlap",
                                 out.strides[0], N));
   }
-  SLUICE_RETURN_IF_ERROR(check_disjoint(op, out, "a", a));
-  return check_disjoint(op, out, "w", w);
+  SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out", out, "a", a));
+  return check_disjoint(op, "out", out, "w", w);
 }
 
 Status check_acc(std::string_view op, const MatmulAccArgs& args) {
@@ -388,16 +343,14 @@ Status check_matmul(const MatmulArgs& args) {
 }
 
 void matmul(const MatmulArgs& args, void* stream) {
-  const Status status = check_matmul(args);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_matmul(args));
   run_matmul(args.out, args.a, args.w, 0.0f, stream);
 }
 
 Status check_matmul_acc(const MatmulAccArgs& args) { return check_acc("matmul_acc", args); }
 
 void matmul_acc(const MatmulAccArgs& args, void* stream) {
-  const Status status = check_matmul_acc(args);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_matmul_acc(args));
   run_matmul(args.out, args.a, args.w, args.beta, stream);
 }
 

@@ -15,50 +15,22 @@
 
 #include "common/check.h"
 #include "common/checked_math.h"
+#include "kernels/cuda/arg_checks.h"
 
 namespace sluice::kernels::cuda {
+
+using namespace detail;  // the shared argument checks (arg_checks.h)
+
 namespace {
 
 using moe_internal::kMaxPlanExperts;
 using moe_internal::kMaxRouteExperts;
 using moe_internal::kMaxTopK;
 
-constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
-constexpr int64_t kMaxGridY = 65535;
 // Columns of one GEMM tile (moe.cu): 64 down-projection outputs, or 32 gate + 32 up rows.
 constexpr int64_t kDownTileCols = 64;
 constexpr int64_t kGateUpTileCols = 32;
 constexpr size_t kRegionAlign = 256;
-
-Status fail(std::string_view op, std::string message) {
-  return Status::invalid_argument(fmt::format("{}: {}", op, message));
-}
-
-// A device view, or (allow_empty and no elements) an undefined one.
-Status check_on_device(std::string_view op, std::string_view name, const Tensor& t,
-                       bool allow_empty = false) {
-  if (!t.defined()) {
-    if (allow_empty && t.numel() == 0) return Status::ok();
-    return fail(op, fmt::format("{} is undefined (null data)", name));
-  }
-  if (t.device != Device::kCuda) {
-    return fail(op, fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
-                                "memory (Device::kCuda)",
-                                name));
-  }
-  return Status::ok();
-}
-
-Status check_dtype(std::string_view op, std::string_view name, const Tensor& t, DType want) {
-  if (t.dtype == want) return Status::ok();
-  return fail(
-      op, fmt::format("{} has dtype {}; expected {}", name, dtype_name(t.dtype), dtype_name(want)));
-}
-
-Status check_float_dtype(std::string_view op, std::string_view name, const Tensor& t) {
-  if (t.dtype == DType::kF32 || t.dtype == DType::kBF16) return Status::ok();
-  return fail(op, fmt::format("{} has dtype {}; expected f32 or bf16", name, dtype_name(t.dtype)));
-}
 
 // Shape equal to `want` (rank included), non-negative strides.
 Status check_shape(std::string_view op, std::string_view name, const Tensor& t,
@@ -78,50 +50,10 @@ Status check_shape(std::string_view op, std::string_view name, const Tensor& t,
                               meaning));
 }
 
-// [R, D] with the last dimension contiguous (the row stride is free).
-Status check_rows_layout(std::string_view op, std::string_view name, const Tensor& t) {
-  if (t.ndim == 2 && t.shape[1] > 1 && t.strides[1] != 1) {
-    return fail(op, fmt::format("{} has stride {} in its last dimension; expected 1 (contiguous "
-                                "rows)",
-                                name, t.strides[1]));
-  }
-  return Status::ok();
-}
-
 Status check_contiguous(std::string_view op, std::string_view name, const Tensor& t) {
   if (t.numel() == 0 || t.is_contiguous()) return Status::ok();
   return fail(op, fmt::format("{} (shape {}) is not contiguous; expected a dense row-major view",
                               name, t.shape_string()));
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// Bytes [begin, end) that a strided view can touch; empty for an empty view.
-struct ByteSpan {
-  uintptr_t begin = 0, end = 0;
-};
-
-ByteSpan byte_span(const Tensor& t) {
-  if (!t.defined() || t.numel() == 0) return {};
-  int64_t last = 0;
-  for (int d = 0; d < t.ndim; ++d) last += (t.shape[d] - 1) * t.strides[d];
-  const auto begin = reinterpret_cast<uintptr_t>(t.data);
-  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
-}
-
-ByteSpan byte_span(const void* data, size_t bytes) {
-  if (data == nullptr || bytes == 0) return {};
-  const auto begin = reinterpret_cast<uintptr_t>(data);
-  return {begin, begin + bytes};
-}
-
-Status check_disjoint(std::string_view op, std::string_view a_name, ByteSpan a,
-                      std::string_view b_name, ByteSpan b) {
-  if (a.begin < b.end && b.begin < a.end) {
-    return fail(op,
-                fmt::format("{} overlaps {} in memory; expected disjoint memory", a_name, b_name));
-  }
-  return Status::ok();
 }
 
 // Where each intermediate lives inside the workspace (offsets in bytes from its start).
@@ -165,8 +97,6 @@ Layout layout_for(int64_t T, int64_t H, int64_t I, int64_t E, int top_k) {
   return l;
 }
 
-ElemType elem_type(DType t) { return t == DType::kBF16 ? ElemType::kBF16 : ElemType::kF32; }
-
 }  // namespace
 
 namespace moe_internal {
@@ -204,7 +134,7 @@ Status check_moe_route(const MoeRouteArgs& a) {
                                 "values",
                                 logits.shape_string(), logits.strides[0]));
   }
-  SLUICE_RETURN_IF_ERROR(check_rows_layout(op, "logits", logits));
+  SLUICE_RETURN_IF_ERROR(check_last_dim_contiguous(op, "logits", logits));
   if (E < 1 || E > kMaxRouteExperts) {
     return fail(op, fmt::format("logits has {} experts (shape {}); expected 1 to {}", E,
                                 logits.shape_string(), kMaxRouteExperts));
@@ -232,21 +162,18 @@ Status check_moe_route(const MoeRouteArgs& a) {
   SLUICE_RETURN_IF_ERROR(check_dtype(op, "out_weights", a.out_weights, DType::kF32));
   SLUICE_RETURN_IF_ERROR(check_shape(op, "out_weights", a.out_weights, {T, k}, "[T, top_k]"));
   SLUICE_RETURN_IF_ERROR(check_contiguous(op, "out_weights", a.out_weights));
-  const ByteSpan experts_span = byte_span(a.out_experts);
-  const ByteSpan weights_span = byte_span(a.out_weights);
   SLUICE_RETURN_IF_ERROR(
-      check_disjoint(op, "out_experts", experts_span, "out_weights", weights_span));
+      check_disjoint(op, "out_experts", a.out_experts, "out_weights", a.out_weights));
   for (const auto& [name, t] : {std::pair<std::string_view, const Tensor*>{"logits", &logits},
                                 {"per_expert_scale", &a.per_expert_scale}}) {
-    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out_experts", experts_span, name, byte_span(*t)));
-    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out_weights", weights_span, name, byte_span(*t)));
+    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out_experts", a.out_experts, name, *t));
+    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out_weights", a.out_weights, name, *t));
   }
   return Status::ok();
 }
 
 void moe_route(const MoeRouteArgs& a, void* stream) {
-  const Status status = check_moe_route(a);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_moe_route(a));
   moe_internal::RouteParams p;
   p.logits = a.logits.data;
   p.logits_type = elem_type(a.logits.dtype);
@@ -296,8 +223,8 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
                                 a.gate_up.shape_string(), H));
   }
   if (H > std::numeric_limits<int32_t>::max() / 2 || I > std::numeric_limits<int32_t>::max() / 2 ||
-      (H + kDownTileCols - 1) / kDownTileCols > kMaxGridY ||
-      (I + kGateUpTileCols - 1) / kGateUpTileCols > kMaxGridY) {
+      (H + kDownTileCols - 1) / kDownTileCols > kMaxGridYZ ||
+      (I + kGateUpTileCols - 1) / kGateUpTileCols > kMaxGridYZ) {
     return fail(op,
                 fmt::format("gate_up has shape {}: H or I too large", a.gate_up.shape_string()));
   }
@@ -331,7 +258,7 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
   SLUICE_RETURN_IF_ERROR(check_on_device(op, "x", a.x, true));
   SLUICE_RETURN_IF_ERROR(check_dtype(op, "x", a.x, DType::kBF16));
   SLUICE_RETURN_IF_ERROR(check_shape(op, "x", a.x, {T, H}, "[T, H]"));
-  SLUICE_RETURN_IF_ERROR(check_rows_layout(op, "x", a.x));
+  SLUICE_RETURN_IF_ERROR(check_last_dim_contiguous(op, "x", a.x));
   if (T > 0 && (!aligned16(a.x.data) || (T > 1 && (a.x.strides[0] * 2) % 16 != 0))) {
     return fail(op, fmt::format("x rows are not 16-byte aligned (row stride {} elements); expected "
                                 "an aligned base and a row stride that is a multiple of 8",
@@ -340,7 +267,7 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
   SLUICE_RETURN_IF_ERROR(check_on_device(op, "out", a.out, true));
   SLUICE_RETURN_IF_ERROR(check_float_dtype(op, "out", a.out));
   SLUICE_RETURN_IF_ERROR(check_shape(op, "out", a.out, {T, H}, "[T, H]"));
-  SLUICE_RETURN_IF_ERROR(check_rows_layout(op, "out", a.out));
+  SLUICE_RETURN_IF_ERROR(check_last_dim_contiguous(op, "out", a.out));
   if (T > kMaxGridX) {
     return fail(op, fmt::format("{} tokens; expected at most {}", T, kMaxGridX));
   }
@@ -353,21 +280,10 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
                                 T, H, I, E, k));
   }
   const Tensor& ws = a.workspace;
-  if (need > 0) {
-    SLUICE_RETURN_IF_ERROR(check_on_device(op, "workspace", ws));
-    SLUICE_RETURN_IF_ERROR(check_contiguous(op, "workspace", ws));
-    if (ws.nbytes() < need) {
-      return fail(op, fmt::format("workspace has {} bytes; expected at least {} "
-                                  "(moe_workspace_bytes({}, {}, {}, {}, {}))",
-                                  ws.nbytes(), need, T, H, I, E, k));
-    }
-    if (!aligned16(ws.data)) {
-      return fail(op, "workspace is not 16-byte aligned; expected an aligned base");
-    }
-  }
+  SLUICE_RETURN_IF_ERROR(check_workspace(
+      op, ws, need, fmt::format("moe_workspace_bytes({}, {}, {}, {}, {})", T, H, I, E, k)));
 
-  // Outputs overlap nothing they do not own.
-  const ByteSpan out_span = byte_span(a.out);
+  // Outputs overlap nothing they do not own (of the workspace: the `need` bytes used).
   const ByteSpan ws_span = need > 0 ? byte_span(ws.data, need) : ByteSpan{};
   const std::pair<std::string_view, const Tensor*> inputs[] = {{"x", &a.x},
                                                                {"experts", &a.experts},
@@ -375,15 +291,14 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
                                                                {"gate_up", &a.gate_up},
                                                                {"down", &a.down}};
   for (const auto& [name, t] : inputs) {
-    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out", out_span, name, byte_span(*t)));
+    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out", a.out, name, *t));
     SLUICE_RETURN_IF_ERROR(check_disjoint(op, "workspace", ws_span, name, byte_span(*t)));
   }
-  return check_disjoint(op, "out", out_span, "workspace", ws_span);
+  return check_disjoint(op, "out", byte_span(a.out), "workspace", ws_span);
 }
 
 void moe_experts(const MoeExpertsArgs& a, void* stream) {
-  const Status status = check_moe_experts(a);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_moe_experts(a));
   const int64_t T = a.experts.shape[0];
   if (T == 0) return;
   const int64_t k = a.experts.shape[1];
@@ -403,8 +318,7 @@ void moe_experts(const MoeExpertsArgs& a, void* stream) {
   p.out = a.out.data;
   p.out_stride = T > 1 ? a.out.strides[0] : 0;
   p.out_type = elem_type(a.out.dtype);
-  p.out_vectorized = aligned16(a.out.data) &&
-                     (p.out_stride * static_cast<int64_t>(dtype_size(a.out.dtype))) % 16 == 0;
+  p.out_vectorized = rows_aligned16(a.out);
   p.tiles = reinterpret_cast<moe_internal::MoeTile*>(ws + l.tiles);
   p.num_tiles = reinterpret_cast<int32_t*>(ws + l.num_tiles);
   p.row_token = reinterpret_cast<int32_t*>(ws + l.row_token);

@@ -14,63 +14,22 @@
 #include <string_view>
 #include <utility>
 
-#include "common/check.h"
+#include "kernels/cuda/arg_checks.h"
 
 namespace sluice::kernels::cuda {
+
+using namespace detail;  // the shared argument checks (arg_checks.h)
+
 namespace {
 
 constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
-constexpr int64_t kMaxGridYZ = 65535;
 constexpr size_t kWorkspaceAlign = 256;
-
-Status fail(std::string_view op, std::string message) {
-  return Status::invalid_argument(fmt::format("{}: {}", op, message));
-}
-
-Status check_on_device(std::string_view op, std::string_view name, const Tensor& t) {
-  if (!t.defined()) return fail(op, fmt::format("{} is undefined (null data)", name));
-  if (t.device != Device::kCuda) {
-    return fail(op, fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
-                                "memory (Device::kCuda)",
-                                name));
-  }
-  return Status::ok();
-}
-
-ElemType elem_type(DType t) { return t == DType::kBF16 ? ElemType::kBF16 : ElemType::kF32; }
-
-Status check_float(std::string_view op, std::string_view name, const Tensor& t) {
-  if (t.dtype == DType::kF32 || t.dtype == DType::kBF16) return Status::ok();
-  return fail(op, fmt::format("{} has dtype {}; expected f32 or bf16", name, dtype_name(t.dtype)));
-}
-
-// A [A, B, D] view on the device: f32|bf16, non-negative strides, last dimension contiguous.
-Status check_rows3(std::string_view op, std::string_view name, const Tensor& t,
-                   std::string_view expected) {
-  SLUICE_RETURN_IF_ERROR(check_on_device(op, name, t));
-  SLUICE_RETURN_IF_ERROR(check_float(op, name, t));
-  if (t.ndim != 3) {
-    return fail(op, fmt::format("{} has shape {}; expected {}", name, t.shape_string(), expected));
-  }
-  for (int d = 0; d < 3; ++d) {
-    if (t.shape[d] < 0 || t.strides[d] < 0) {
-      return fail(op, fmt::format("{} has shape {} with stride {} in dimension {}; expected "
-                                  "non-negative extents and strides",
-                                  name, t.shape_string(), t.strides[d], d));
-    }
-  }
-  if (t.shape[2] > 1 && t.strides[2] != 1) {
-    return fail(
-        op, fmt::format("{} has stride {} in its last dimension; expected 1", name, t.strides[2]));
-  }
-  return Status::ok();
-}
 
 // The K and V caches: [num_slots, nkv, d], contiguous, bf16|f32, the same dtype and shape.
 Status check_caches(std::string_view op, const Tensor& k_cache, const Tensor& v_cache) {
   for (const auto& [name, t] :
        {std::pair<std::string_view, const Tensor*>{"k_cache", &k_cache}, {"v_cache", &v_cache}}) {
-    SLUICE_RETURN_IF_ERROR(check_rows3(op, name, *t, "[num_slots, num_kv_heads, head_dim]"));
+    SLUICE_RETURN_IF_ERROR(check_rows(op, name, *t, 3, 3, "[num_slots, num_kv_heads, head_dim]"));
     if (!t->is_contiguous()) {
       return fail(op, fmt::format("{} with shape {} is not contiguous; expected a contiguous "
                                   "[num_slots, num_kv_heads, head_dim] pool",
@@ -89,44 +48,6 @@ Status check_caches(std::string_view op, const Tensor& k_cache, const Tensor& v_
   }
   return Status::ok();
 }
-
-// A contiguous i32 vector of `length` elements in device memory.
-Status check_i32_vector(std::string_view op, std::string_view name, const Tensor& t, int64_t length,
-                        std::string_view what) {
-  SLUICE_RETURN_IF_ERROR(check_on_device(op, name, t));
-  if (t.dtype != DType::kI32) {
-    return fail(op, fmt::format("{} has dtype {}; expected i32", name, dtype_name(t.dtype)));
-  }
-  if (t.ndim != 1 || t.shape[0] != length || (length > 1 && t.strides[0] != 1)) {
-    return fail(op, fmt::format("{} has shape {}; expected a contiguous [{}] ({})", name,
-                                t.shape_string(), length, what));
-  }
-  return Status::ok();
-}
-
-// Bytes [begin, end) a strided view can touch; empty for an empty view.
-struct ByteSpan {
-  uintptr_t begin = 0, end = 0;
-};
-ByteSpan byte_span(const Tensor& t) {
-  if (!t.defined() || t.numel() == 0) return {};
-  int64_t last = 0;
-  for (int d = 0; d < t.ndim; ++d) last += (t.shape[d] - 1) * t.strides[d];
-  const auto begin = reinterpret_cast<uintptr_t>(t.data);
-  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
-}
-
-Status check_disjoint(std::string_view op, std::string_view a_name, const Tensor& a,
-                      std::string_view b_name, const Tensor& b) {
-  const ByteSpan x = byte_span(a), y = byte_span(b);
-  if (x.begin < y.end && y.begin < x.end) {
-    return fail(op,
-                fmt::format("{} overlaps {} in memory; expected disjoint memory", a_name, b_name));
-  }
-  return Status::ok();
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 size_t align_up(size_t n) { return (n + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
 
@@ -153,8 +74,8 @@ bool supported_head_dim(int64_t d) { return d == 64 || d == 128 || d == 256 || d
 
 Status check_cache_write(const CacheWriteArgs& a) {
   constexpr std::string_view op = "cache_write";
-  SLUICE_RETURN_IF_ERROR(check_rows3(op, "k", a.k, "[N, num_kv_heads, head_dim]"));
-  SLUICE_RETURN_IF_ERROR(check_rows3(op, "v", a.v, "[N, num_kv_heads, head_dim]"));
+  SLUICE_RETURN_IF_ERROR(check_rows(op, "k", a.k, 3, 3, "[N, num_kv_heads, head_dim]"));
+  SLUICE_RETURN_IF_ERROR(check_rows(op, "v", a.v, 3, 3, "[N, num_kv_heads, head_dim]"));
   SLUICE_RETURN_IF_ERROR(check_caches(op, a.k_cache, a.v_cache));
   for (int d = 0; d < 3; ++d) {
     if (a.k.shape[d] != a.v.shape[d]) {
@@ -183,8 +104,7 @@ Status check_cache_write(const CacheWriteArgs& a) {
 }
 
 void cache_write(const CacheWriteArgs& a, void* stream) {
-  const Status status = check_cache_write(a);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_cache_write(a));
   CacheWriteParams p;
   p.k = a.k.data;
   p.v = a.v.data;
@@ -202,11 +122,7 @@ void cache_write(const CacheWriteArgs& a, void* stream) {
   p.num_kv_heads = static_cast<int32_t>(a.k.shape[1]);
   p.head_dim = static_cast<int32_t>(a.k.shape[2]);
   // 8 elements per access: every row start 16-byte aligned for both element sizes.
-  auto rows_aligned = [](const Tensor& t) {
-    const int64_t size = static_cast<int64_t>(dtype_size(t.dtype));
-    return aligned16(t.data) && (t.strides[0] * size) % 16 == 0 && (t.strides[1] * size) % 16 == 0;
-  };
-  p.vectorized = p.head_dim % 8 == 0 && rows_aligned(a.k) && rows_aligned(a.v) &&
+  p.vectorized = p.head_dim % 8 == 0 && rows_aligned16(a.k) && rows_aligned16(a.v) &&
                  aligned16(a.k_cache.data) && aligned16(a.v_cache.data);
   launch_cache_write(p, stream);
 }
@@ -224,8 +140,8 @@ size_t paged_attention_workspace_bytes(int num_tokens, int num_seqs, int num_q_h
 Status check_paged_attention(const CudaPagedAttentionArgs& args) {
   constexpr std::string_view op = "paged_attention";
   const PagedAttentionArgs& a = args.base;
-  SLUICE_RETURN_IF_ERROR(check_rows3(op, "q", a.q, "[N, num_q_heads, head_dim]"));
-  SLUICE_RETURN_IF_ERROR(check_rows3(op, "out", a.out, "[N, num_q_heads, head_dim]"));
+  SLUICE_RETURN_IF_ERROR(check_rows(op, "q", a.q, 3, 3, "[N, num_q_heads, head_dim]"));
+  SLUICE_RETURN_IF_ERROR(check_rows(op, "out", a.out, 3, 3, "[N, num_q_heads, head_dim]"));
   for (int d = 0; d < 3; ++d) {
     if (a.q.shape[d] != a.out.shape[d]) {
       return fail(op, fmt::format("q has shape {} but out has {}; expected the same",
@@ -280,9 +196,7 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
   SLUICE_RETURN_IF_ERROR(check_i32_vector(op, "token_seq", a.token_seq, n, "one per token of q"));
   SLUICE_RETURN_IF_ERROR(
       check_i32_vector(op, "q_positions", a.q_positions, n, "one per token of q"));
-  if (!std::isfinite(a.scale)) {
-    return fail(op, fmt::format("scale is {}; expected a finite value", a.scale));
-  }
+  SLUICE_RETURN_IF_ERROR(check_finite(op, "scale", a.scale));
   if (a.window < 0) return fail(op, fmt::format("window is {}; expected >= 0", a.window));
   if (!std::isfinite(a.softcap) || a.softcap < 0.0f) {
     return fail(op,
@@ -308,20 +222,8 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
   const size_t needed =
       paged_attention_workspace_bytes(static_cast<int>(n), static_cast<int>(num_seqs),
                                       static_cast<int>(nq), static_cast<int>(d), args.max_seq_len);
-  if (needed > 0) {
-    SLUICE_RETURN_IF_ERROR(check_on_device(op, "workspace", args.workspace));
-    if (!args.workspace.is_contiguous() || args.workspace.nbytes() < needed) {
-      return fail(op,
-                  fmt::format("workspace has shape {} ({} bytes{}); expected a contiguous "
-                              "buffer of at least {} bytes "
-                              "(paged_attention_workspace_bytes)",
-                              args.workspace.shape_string(), args.workspace.nbytes(),
-                              args.workspace.is_contiguous() ? "" : ", not contiguous", needed));
-    }
-    if (!aligned16(args.workspace.data)) {
-      return fail(op, "workspace is not 16-byte aligned; expected a 16-byte aligned buffer");
-    }
-  }
+  SLUICE_RETURN_IF_ERROR(
+      check_workspace(op, args.workspace, needed, "paged_attention_workspace_bytes"));
   const Tensor* inputs[] = {&a.q,           &a.k_cache,      &a.v_cache,  &a.token_seq,
                             &a.q_positions, &a.block_tables, &a.seq_lens, &args.query_start};
   const char* names[] = {"q",           "k_cache",      "v_cache",  "token_seq",
@@ -338,8 +240,7 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
 }
 
 void paged_attention(const CudaPagedAttentionArgs& args, void* stream) {
-  const Status status = check_paged_attention(args);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_paged_attention(args));
   const PagedAttentionArgs& a = args.base;
   PagedAttentionParams p;
   p.q = a.q.data;

@@ -2,6 +2,8 @@
 // -> Status naming the bad tensor) and translation into the launch block. Plain C++:
 // sampling.cu stays free of fmt and std::string.
 
+#include "kernels/cuda/sampling.h"
+
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -9,87 +11,32 @@
 #include <string>
 #include <string_view>
 
-#include "common/check.h"
-#include "kernels/cuda/sampling.h"
+#include "kernels/cuda/arg_checks.h"
 
 namespace sluice::kernels::cuda {
+
+using namespace detail;  // the shared argument checks (arg_checks.h)
+
 namespace {
 
 constexpr std::string_view kOp = "sample";
 
-Status fail(std::string message) {
-  return Status::invalid_argument(fmt::format("{}: {}", kOp, message));
-}
-
-Status check_on_device(std::string_view name, const Tensor& t) {
-  if (!t.defined()) return fail(fmt::format("{} is undefined (null data)", name));
-  if (t.device != Device::kCuda) {
-    return fail(fmt::format("{} is in host memory (Device::kCpu); expected a view of device "
-                            "memory (Device::kCuda)",
-                            name));
-  }
-  return Status::ok();
-}
-
-Status check_dtype(std::string_view name, const Tensor& t, DType want) {
-  if (t.dtype == want) return Status::ok();
-  return fail(
-      fmt::format("{} has dtype {}; expected {}", name, dtype_name(t.dtype), dtype_name(want)));
-}
-
 // A device matrix [rows, cols] of `dtype`: non-negative row stride, contiguous rows.
-Status check_matrix(std::string_view name, const Tensor& t, DType dtype, int64_t rows,
-                    int64_t cols, std::string_view what) {
-  SLUICE_RETURN_IF_ERROR(check_on_device(name, t));
-  SLUICE_RETURN_IF_ERROR(check_dtype(name, t, dtype));
+Status check_matrix(std::string_view name, const Tensor& t, DType dtype, int64_t rows, int64_t cols,
+                    std::string_view what) {
+  SLUICE_RETURN_IF_ERROR(check_on_device(kOp, name, t));
+  SLUICE_RETURN_IF_ERROR(check_dtype(kOp, name, t, dtype));
   if (t.ndim != 2 || t.shape[0] != rows || (cols >= 0 && t.shape[1] != cols)) {
-    return fail(fmt::format("{} has shape {}; expected [{}, {}] ({})", name, t.shape_string(),
-                            rows, cols >= 0 ? std::to_string(cols) : std::string("n"), what));
+    return fail(kOp, fmt::format("{} has shape {}; expected [{}, {}] ({})", name, t.shape_string(),
+                                 rows, cols >= 0 ? std::to_string(cols) : std::string("n"), what));
   }
   if (t.shape[1] < 0 || t.strides[0] < 0) {
-    return fail(fmt::format("{} has shape {} with row stride {}; expected non-negative extents "
+    return fail(kOp,
+                fmt::format("{} has shape {} with row stride {}; expected non-negative extents "
                             "and strides",
                             name, t.shape_string(), t.strides[0]));
   }
-  if (t.shape[1] > 1 && t.strides[1] != 1) {
-    return fail(fmt::format("{} has stride {} in its last dimension; expected 1 (contiguous "
-                            "rows)",
-                            name, t.strides[1]));
-  }
-  return Status::ok();
-}
-
-// Bytes [begin, end) a view can touch; empty for a view without elements.
-struct ByteSpan {
-  uintptr_t begin = 0, end = 0;
-};
-
-ByteSpan byte_span(const Tensor& t) {
-  if (!t.defined() || t.numel() == 0) return {};
-  int64_t last = 0;
-  for (int d = 0; d < t.ndim; ++d) last += (t.shape[d] - 1) * t.strides[d];
-  const auto begin = reinterpret_cast<uintptr_t>(t.data);
-  return {begin, begin + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype)};
-}
-
-Status check_disjoint(std::string_view written_name, const Tensor& written,
-                      std::string_view other_name, const Tensor& other) {
-  const ByteSpan a = byte_span(written);
-  const ByteSpan b = byte_span(other);
-  if (a.begin < b.end && b.begin < a.end) {
-    return fail(fmt::format("{} overlaps {} in memory; expected disjoint memory", written_name,
-                            other_name));
-  }
-  return Status::ok();
-}
-
-bool aligned(const void* p, uintptr_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
-// Rows of `t` start 16-byte aligned (4-wide accesses of 4-byte elements).
-bool rows_aligned16(const Tensor& t) {
-  return aligned(t.data, 16) && (t.shape[0] <= 1 || t.strides[0] % 4 == 0);
+  return check_last_dim_contiguous(kOp, name, t);
 }
 
 }  // namespace
@@ -98,39 +45,39 @@ size_t sampling_workspace_bytes(int64_t rows, int64_t vocab) { return 0; }
 
 Status check_sample(const SampleArgs& a) {
   // logits first: it fixes R and V.
-  SLUICE_RETURN_IF_ERROR(check_on_device("logits", a.logits));
-  SLUICE_RETURN_IF_ERROR(check_dtype("logits", a.logits, DType::kF32));
+  SLUICE_RETURN_IF_ERROR(check_on_device(kOp, "logits", a.logits));
+  SLUICE_RETURN_IF_ERROR(check_dtype(kOp, "logits", a.logits, DType::kF32));
   if (a.logits.ndim != 2) {
-    return fail(fmt::format("logits has shape {}; expected [R, V]", a.logits.shape_string()));
+    return fail(kOp, fmt::format("logits has shape {}; expected [R, V]", a.logits.shape_string()));
   }
   const int64_t rows = a.logits.shape[0];
   const int64_t vocab = a.logits.shape[1];
   if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
-    return fail(fmt::format("logits has shape {}; expected R in [0, {}]",
-                            a.logits.shape_string(), std::numeric_limits<int32_t>::max()));
+    return fail(kOp, fmt::format("logits has shape {}; expected R in [0, {}]",
+                                 a.logits.shape_string(), std::numeric_limits<int32_t>::max()));
   }
   if (vocab < 1 || vocab > kMaxSamplingVocab) {
-    return fail(fmt::format("logits has shape {}; expected V in [1, {}]",
-                            a.logits.shape_string(), kMaxSamplingVocab));
+    return fail(kOp, fmt::format("logits has shape {}; expected V in [1, {}]",
+                                 a.logits.shape_string(), kMaxSamplingVocab));
   }
   SLUICE_RETURN_IF_ERROR(check_matrix("logits", a.logits, DType::kF32, rows, vocab, "R, V"));
   if (rows > 1 && a.logits.strides[0] < vocab) {
-    return fail(fmt::format("logits has row stride {} < V = {}; rows are rewritten in place, "
-                            "so they must not overlap",
-                            a.logits.strides[0], vocab));
+    return fail(kOp, fmt::format("logits has row stride {} < V = {}; rows are rewritten in place, "
+                                 "so they must not overlap",
+                                 a.logits.strides[0], vocab));
   }
 
   SLUICE_RETURN_IF_ERROR(check_matrix("params", a.params, DType::kI32, rows,
                                       kSamplingRowParamsWords, "R SamplingRowParams"));
   if (rows > 1 && a.params.strides[0] != kSamplingRowParamsWords) {
-    return fail(fmt::format("params has row stride {}; expected {} (a contiguous array of "
-                            "SamplingRowParams)",
-                            a.params.strides[0], kSamplingRowParamsWords));
+    return fail(kOp, fmt::format("params has row stride {}; expected {} (a contiguous array of "
+                                 "SamplingRowParams)",
+                                 a.params.strides[0], kSamplingRowParamsWords));
   }
-  if (!aligned(a.params.data, alignof(SamplingRowParams))) {
-    return fail(fmt::format("params data is not {}-byte aligned; expected the address of a "
-                            "SamplingRowParams array",
-                            alignof(SamplingRowParams)));
+  if (reinterpret_cast<uintptr_t>(a.params.data) % alignof(SamplingRowParams) != 0) {
+    return fail(kOp, fmt::format("params data is not {}-byte aligned; expected the address of a "
+                                 "SamplingRowParams array",
+                                 alignof(SamplingRowParams)));
   }
 
   if (a.token_counts.defined()) {
@@ -142,7 +89,8 @@ Status check_sample(const SampleArgs& a) {
                                         (vocab + 31) / 32, "R, ceil(V / 32) bit words"));
   }
   if (a.logit_bias_ids.defined() != a.logit_bias_values.defined()) {
-    return fail(fmt::format("logit_bias_ids is {} but logit_bias_values is {}; expected both or "
+    return fail(kOp,
+                fmt::format("logit_bias_ids is {} but logit_bias_values is {}; expected both or "
                             "neither",
                             a.logit_bias_ids.defined() ? "defined" : "undefined",
                             a.logit_bias_values.defined() ? "defined" : "undefined"));
@@ -151,38 +99,25 @@ Status check_sample(const SampleArgs& a) {
     SLUICE_RETURN_IF_ERROR(
         check_matrix("logit_bias_ids", a.logit_bias_ids, DType::kI32, rows, -1, "R, B"));
     const int64_t slots = a.logit_bias_ids.shape[1];
-    SLUICE_RETURN_IF_ERROR(check_matrix("logit_bias_values", a.logit_bias_values, DType::kF32,
-                                        rows, slots, "R, B as logit_bias_ids"));
+    SLUICE_RETURN_IF_ERROR(check_matrix("logit_bias_values", a.logit_bias_values, DType::kF32, rows,
+                                        slots, "R, B as logit_bias_ids"));
     if (slots > kMaxSamplingSparseSlots) {
-      return fail(fmt::format("logit_bias_ids has {} slots per row; expected at most {}", slots,
-                              kMaxSamplingSparseSlots));
+      return fail(kOp, fmt::format("logit_bias_ids has {} slots per row; expected at most {}",
+                                   slots, kMaxSamplingSparseSlots));
     }
   }
   if (a.banned_ids.defined()) {
     SLUICE_RETURN_IF_ERROR(check_matrix("banned_ids", a.banned_ids, DType::kI32, rows, -1, "R, M"));
     if (a.banned_ids.shape[1] > kMaxSamplingSparseSlots) {
-      return fail(fmt::format("banned_ids has {} slots per row; expected at most {}",
-                              a.banned_ids.shape[1], kMaxSamplingSparseSlots));
+      return fail(kOp, fmt::format("banned_ids has {} slots per row; expected at most {}",
+                                   a.banned_ids.shape[1], kMaxSamplingSparseSlots));
     }
   }
 
-  SLUICE_RETURN_IF_ERROR(check_on_device("out_tokens", a.out_tokens));
-  SLUICE_RETURN_IF_ERROR(check_dtype("out_tokens", a.out_tokens, DType::kI32));
-  if (a.out_tokens.ndim != 1 || a.out_tokens.shape[0] != rows ||
-      (rows > 1 && a.out_tokens.strides[0] != 1)) {
-    return fail(fmt::format("out_tokens has shape {}; expected a contiguous [{}]",
-                            a.out_tokens.shape_string(), rows));
-  }
+  SLUICE_RETURN_IF_ERROR(check_i32_vector(kOp, "out_tokens", a.out_tokens, rows, ""));
 
-  const size_t need = sampling_workspace_bytes(rows, vocab);
-  if (need > 0) {
-    SLUICE_RETURN_IF_ERROR(check_on_device("workspace", a.workspace));
-    if (a.workspace.nbytes() < need) {
-      return fail(fmt::format("workspace has {} bytes; expected at least {} "
-                              "(sampling_workspace_bytes)",
-                              a.workspace.nbytes(), need));
-    }
-  }
+  SLUICE_RETURN_IF_ERROR(check_workspace(kOp, a.workspace, sampling_workspace_bytes(rows, vocab),
+                                         "sampling_workspace_bytes"));
 
   // Written: logits (in place) and out_tokens. Neither may share memory with another input.
   const std::pair<std::string_view, const Tensor*> inputs[] = {
@@ -194,16 +129,15 @@ Status check_sample(const SampleArgs& a) {
       {"banned_ids", &a.banned_ids},
       {"workspace", &a.workspace}};
   for (const auto& [name, t] : inputs) {
-    SLUICE_RETURN_IF_ERROR(check_disjoint("logits", a.logits, name, *t));
-    SLUICE_RETURN_IF_ERROR(check_disjoint("out_tokens", a.out_tokens, name, *t));
+    SLUICE_RETURN_IF_ERROR(check_disjoint(kOp, "logits", a.logits, name, *t));
+    SLUICE_RETURN_IF_ERROR(check_disjoint(kOp, "out_tokens", a.out_tokens, name, *t));
   }
-  SLUICE_RETURN_IF_ERROR(check_disjoint("out_tokens", a.out_tokens, "logits", a.logits));
+  SLUICE_RETURN_IF_ERROR(check_disjoint(kOp, "out_tokens", a.out_tokens, "logits", a.logits));
   return Status::ok();
 }
 
 void sample(const SampleArgs& a, void* stream) {
-  const Status status = check_sample(a);
-  SLUICE_CHECK(status.is_ok(), "{}", status.message());
+  check_or_die(check_sample(a));
   SampleParams p;
   p.rows = static_cast<int32_t>(a.logits.shape[0]);
   p.vocab = static_cast<int32_t>(a.logits.shape[1]);
@@ -232,8 +166,8 @@ void sample(const SampleArgs& a, void* stream) {
     p.banned_stride = a.banned_ids.strides[0];
     p.num_banned = static_cast<int32_t>(a.banned_ids.shape[1]);
   }
-  p.vectorized = rows_aligned16(a.logits) &&
-                 (!a.token_counts.defined() || rows_aligned16(a.token_counts));
+  p.vectorized =
+      rows_aligned16(a.logits) && (!a.token_counts.defined() || rows_aligned16(a.token_counts));
   launch_sample(p, stream);
 }
 

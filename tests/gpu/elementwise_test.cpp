@@ -8,7 +8,6 @@
 
 #include "kernels/cuda/elementwise.h"
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,10 +24,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::DeviceBuffer;
-using ::testing::HasSubstr;
-using testing::round_to;
-using testing::TestTensor;
+using namespace testing;  // gpu_test_util.h
 
 constexpr DType kF32 = DType::kF32;
 constexpr DType kBF16 = DType::kBF16;
@@ -195,6 +191,26 @@ TestTensor make_rows(DType t, int64_t rows, int64_t dim, Layout layout) {
   return TestTensor(t, {rows, dim});
 }
 
+constexpr DType kFloatTypes[] = {kF32, kBF16};
+
+// Calls run(rows, dim, variant, layout) for every case of the sweep kRowCounts x kDims x
+// `variants` x kLayouts, under the trace "rows R, D N, <describe(variant)>, <layout>".
+// Stops at the first failing case: it says enough.
+template <typename Variant, size_t N, typename Describe, typename Run>
+void for_each_case(const Variant (&variants)[N], Describe describe, Run run) {
+  for (int64_t rows : kRowCounts) {
+    for (int64_t dim : kDims) {
+      for (const Variant& v : variants) {
+        for (Layout layout : kLayouts) {
+          SCOPED_TRACE(shape_trace(rows, dim) + ", " + describe(v) + ", " + layout_name(layout));
+          run(rows, dim, v, layout);
+          if (::testing::Test::HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 // ---- add ----
 
 struct AddDtypes {
@@ -206,27 +222,24 @@ constexpr AddDtypes kAddDtypes[] = {
 TEST(AddGpu, MatchesReferenceOverShapes) {
   SLUICE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(20250101);
-  for (int64_t rows : kRowCounts) {
-    for (int64_t dim : kDims) {
-      for (const AddDtypes& d : kAddDtypes) {
-        for (Layout layout : kLayouts) {
-          SCOPED_TRACE(shape_trace(rows, dim) + ", out " + dtype_name(d.out) + " a " +
-                       dtype_name(d.a) + " b " + dtype_name(d.b) + ", " + layout_name(layout));
-          TestTensor a = make_rows(d.a, rows, dim, layout);
-          TestTensor b(d.b, {rows, dim});
-          TestTensor out = make_rows(d.out, rows, dim, layout);
-          a.fill_random(rng, -4.0f, 4.0f);
-          b.fill_random(rng, -4.0f, 4.0f);
-          add({out.view(), a.view(), b.view()}, nullptr);
-          out.download();
-          expect_matches(view_values(out), cpu_add(view_values(a), view_values(b)), d.out,
-                         Match::kExact);
-          EXPECT_EQ(out.padding_written(), 0);
-          if (HasFailure()) return;  // the first failing case says enough
-        }
-      }
-    }
-  }
+  for_each_case(
+      kAddDtypes,
+      [](const AddDtypes& d) {
+        return std::string("out ") + dtype_name(d.out) + " a " + dtype_name(d.a) + " b " +
+               dtype_name(d.b);
+      },
+      [&](int64_t rows, int64_t dim, const AddDtypes& d, Layout layout) {
+        TestTensor a = make_rows(d.a, rows, dim, layout);
+        TestTensor b(d.b, {rows, dim});
+        TestTensor out = make_rows(d.out, rows, dim, layout);
+        a.fill_random(rng, -4.0f, 4.0f);
+        b.fill_random(rng, -4.0f, 4.0f);
+        add({out.view(), a.view(), b.view()}, nullptr);
+        out.download();
+        expect_matches(view_values(out), cpu_add(view_values(a), view_values(b)), d.out,
+                       Match::kExact);
+        EXPECT_EQ(out.padding_written(), 0);
+      });
 }
 
 // out = a and out = b exactly (in place), and [A, B, D] views with padded strides.
@@ -268,23 +281,15 @@ TEST(ScaleGpu, MatchesReferenceOverShapes) {
   SLUICE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(20250103);
   constexpr float kScale = 0.70710678f;  // a Gemma 4-like layer scalar: not a power of two
-  for (int64_t rows : kRowCounts) {
-    for (int64_t dim : kDims) {
-      for (DType t : {kF32, kBF16}) {
-        for (Layout layout : kLayouts) {
-          SCOPED_TRACE(shape_trace(rows, dim) + ", " + dtype_name(t) + ", " + layout_name(layout));
-          TestTensor x = make_rows(t, rows, dim, layout);
-          x.fill_random(rng, -8.0f, 8.0f);
-          const std::vector<float> ref = cpu_scale(view_values(x), kScale);
-          scale({x.view(), kScale}, nullptr);
-          x.download();
-          expect_matches(view_values(x), ref, t, Match::kExact);
-          EXPECT_EQ(x.padding_written(), 0);
-          if (HasFailure()) return;
-        }
-      }
-    }
-  }
+  for_each_case(kFloatTypes, dtype_name, [&](int64_t rows, int64_t dim, DType t, Layout layout) {
+    TestTensor x = make_rows(t, rows, dim, layout);
+    x.fill_random(rng, -8.0f, 8.0f);
+    const std::vector<float> ref = cpu_scale(view_values(x), kScale);
+    scale({x.view(), kScale}, nullptr);
+    x.download();
+    expect_matches(view_values(x), ref, t, Match::kExact);
+    EXPECT_EQ(x.padding_written(), 0);
+  });
 }
 
 TEST(ScaleGpu, RankOneAndThreeDimensionalViews) {
@@ -314,23 +319,15 @@ TEST(ScaleGpu, RankOneAndThreeDimensionalViews) {
 TEST(SoftcapGpu, MatchesReferenceOverShapes) {
   SLUICE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(20250105);
-  for (int64_t rows : kRowCounts) {
-    for (int64_t dim : kDims) {
-      for (DType t : {kF32, kBF16}) {
-        for (Layout layout : kLayouts) {
-          SCOPED_TRACE(shape_trace(rows, dim) + ", " + dtype_name(t) + ", " + layout_name(layout));
-          TestTensor x = make_rows(t, rows, dim, layout);
-          x.fill_random(rng, -100.0f, 100.0f);  // logits around Gemma's cap of 30
-          const std::vector<float> ref = cpu_softcap(view_values(x), 30.0f);
-          softcap({x.view(), 30.0f}, nullptr);
-          x.download();
-          expect_matches(view_values(x), ref, t, Match::kClose);
-          EXPECT_EQ(x.padding_written(), 0);
-          if (HasFailure()) return;
-        }
-      }
-    }
-  }
+  for_each_case(kFloatTypes, dtype_name, [&](int64_t rows, int64_t dim, DType t, Layout layout) {
+    TestTensor x = make_rows(t, rows, dim, layout);
+    x.fill_random(rng, -100.0f, 100.0f);  // logits around Gemma's cap of 30
+    const std::vector<float> ref = cpu_softcap(view_values(x), 30.0f);
+    softcap({x.view(), 30.0f}, nullptr);
+    x.download();
+    expect_matches(view_values(x), ref, t, Match::kClose);
+    EXPECT_EQ(x.padding_written(), 0);
+  });
 }
 
 // Logits of a large vocabulary, and the saturated ends of tanh.
@@ -359,24 +356,21 @@ TEST(ConvertGpu, MatchesRoundingOverShapes) {
   std::mt19937 rng(20250107);
   const std::pair<DType, DType> kPairs[] = {
       {kF32, kBF16}, {kBF16, kF32}, {kF32, kF32}, {kBF16, kBF16}};
-  for (int64_t rows : kRowCounts) {
-    for (int64_t dim : kDims) {
-      for (const auto& [from, to] : kPairs) {
-        for (Layout layout : kLayouts) {
-          SCOPED_TRACE(shape_trace(rows, dim) + ", " + dtype_name(from) + " -> " + dtype_name(to) +
-                       ", " + layout_name(layout));
-          TestTensor in = make_rows(from, rows, dim, layout);
-          TestTensor out(to, {rows, dim}, {dim + 8, 1});
-          in.fill_random(rng, -1000.0f, 1000.0f);
-          convert({out.view(), in.view()}, nullptr);
-          out.download();
-          expect_matches(view_values(out), view_values(in), to, Match::kExact);
-          EXPECT_EQ(out.padding_written(), 0);
-          if (HasFailure()) return;
-        }
-      }
-    }
-  }
+  for_each_case(
+      kPairs,
+      [](const std::pair<DType, DType>& p) {
+        return std::string(dtype_name(p.first)) + " -> " + dtype_name(p.second);
+      },
+      [&](int64_t rows, int64_t dim, const std::pair<DType, DType>& p, Layout layout) {
+        const auto [from, to] = p;
+        TestTensor in = make_rows(from, rows, dim, layout);
+        TestTensor out(to, {rows, dim}, {dim + 8, 1});
+        in.fill_random(rng, -1000.0f, 1000.0f);
+        convert({out.view(), in.view()}, nullptr);
+        out.download();
+        expect_matches(view_values(out), view_values(in), to, Match::kExact);
+        EXPECT_EQ(out.padding_written(), 0);
+      });
 }
 
 // Round to nearest even at the exact halfway points, and specials.
@@ -424,27 +418,24 @@ constexpr GegluDtypes kGegluDtypes[] = {
 TEST(GegluGpu, MatchesReferenceOverShapes) {
   SLUICE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(20250108);
-  for (int64_t rows : kRowCounts) {
-    for (int64_t dim : kDims) {
-      for (const GegluDtypes& d : kGegluDtypes) {
-        for (Layout layout : kLayouts) {
-          SCOPED_TRACE(shape_trace(rows, dim) + ", out " + dtype_name(d.out) + " gate " +
-                       dtype_name(d.gate) + " up " + dtype_name(d.up) + ", " + layout_name(layout));
-          TestTensor gate = make_rows(d.gate, rows, dim, layout);
-          TestTensor up = make_rows(d.up, rows, dim, layout);
-          TestTensor out = make_rows(d.out, rows, dim, layout);
-          gate.fill_random(rng, -5.0f, 5.0f);
-          up.fill_random(rng, -2.0f, 2.0f);
-          geglu({out.view(), gate.view(), up.view()}, nullptr);
-          out.download();
-          expect_matches(view_values(out), cpu_geglu(view_values(gate), view_values(up), rows, dim),
-                         d.out, Match::kClose);
-          EXPECT_EQ(out.padding_written(), 0);
-          if (HasFailure()) return;
-        }
-      }
-    }
-  }
+  for_each_case(
+      kGegluDtypes,
+      [](const GegluDtypes& d) {
+        return std::string("out ") + dtype_name(d.out) + " gate " + dtype_name(d.gate) + " up " +
+               dtype_name(d.up);
+      },
+      [&](int64_t rows, int64_t dim, const GegluDtypes& d, Layout layout) {
+        TestTensor gate = make_rows(d.gate, rows, dim, layout);
+        TestTensor up = make_rows(d.up, rows, dim, layout);
+        TestTensor out = make_rows(d.out, rows, dim, layout);
+        gate.fill_random(rng, -5.0f, 5.0f);
+        up.fill_random(rng, -2.0f, 2.0f);
+        geglu({out.view(), gate.view(), up.view()}, nullptr);
+        out.download();
+        expect_matches(view_values(out), cpu_geglu(view_values(gate), view_values(up), rows, dim),
+                       d.out, Match::kClose);
+        EXPECT_EQ(out.padding_written(), 0);
+      });
 }
 
 // gate and up as the two halves of one [T, 2I] projection, with out separate, out = gate
@@ -675,11 +666,6 @@ TEST(ArgmaxGpu, TiesInfinitiesAndNan) {
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
 
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
-
 // Columns [col0, col0 + cols) of a fake [rows, width] tensor.
 Tensor fake_columns(uintptr_t address, DType t, int64_t rows, int64_t width, int64_t col0,
                     int64_t cols) {
@@ -691,12 +677,6 @@ Tensor fake_columns(uintptr_t address, DType t, int64_t rows, int64_t width, int
 // 64 GiB apart: no fake view reaches the next.
 constexpr uintptr_t kA = uintptr_t{1} << 36, kB = uintptr_t{2} << 36, kOut = uintptr_t{3} << 36,
                     kIds = uintptr_t{4} << 36;
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
-}
 
 EmbeddingArgs good_embedding() {
   return {fake(kOut, kF32, {4, 640}), fake(kA, kBF16, {262144, 640}), fake(kIds, DType::kI32, {4}),

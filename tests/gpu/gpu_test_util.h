@@ -1,20 +1,25 @@
 #pragma once
 // Helpers for the CUDA tests (tests/gpu): skipping cleanly without a device, device buffers
-// that start poisoned, host images of strided f32/bf16 tensors, and the error metrics.
+// that start poisoned, host images of strided f32/bf16 tensors, the error metrics, streams
+// and captured graphs, and the pieces of the argument-check tests (fake views, the verdict).
 // Header-only, because the test binary is built from *_test.cpp files alone.
 
 #include <cuda_runtime_api.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <vector>
 
 #include "common/half.h"
+#include "common/status.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/tensor.h"
 
@@ -216,6 +221,64 @@ inline Tolerance tolerance_for(DType t) {
   // bf16 rounds to 8 significant bits (relative error up to 2^-8 per rounding); f32 paths
   // differ from an f64 reference only by f32 arithmetic.
   return t == DType::kBF16 ? Tolerance{1e-2, 1.0 / 128, 1e-3} : Tolerance{1e-4, 1e-4, 1e-6};
+}
+
+// A non-blocking stream owned by a test.
+class TestStream {
+ public:
+  TestStream() { SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~TestStream() { SLUICE_CUDA_CHECK(cudaStreamDestroy(stream_)); }
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+// A CUDA graph of what `enqueue` queues on `stream` while it is captured in `mode`
+// (cudaStreamCaptureModeGlobal also makes any allocation or synchronisation, on any thread,
+// fail the capture), instantiated; destroyed with the object.
+class CapturedGraph {
+ public:
+  CapturedGraph(cudaStream_t stream, cudaStreamCaptureMode mode,
+                const std::function<void(cudaStream_t)>& enqueue) {
+    SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, mode));
+    enqueue(stream);
+    SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
+    SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  ~CapturedGraph() {
+    SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec_));
+    SLUICE_CUDA_CHECK(cudaGraphDestroy(graph_));
+  }
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+
+  // Launches the graph on `stream` and waits for it to finish.
+  void replay(cudaStream_t stream) const {
+    SLUICE_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+// ---- Argument checks: they run without a device, on views that point nowhere.
+
+// A contiguous view at a made-up `address`; the checks never dereference it.
+inline Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
+                   Device device = Device::kCuda) {
+  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
+}
+
+// `s` is an InvalidArgument error whose message contains every one of `parts`.
+inline void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
+  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  for (const char* part : parts) EXPECT_THAT(s.message(), ::testing::HasSubstr(part));
 }
 
 }  // namespace sluice::kernels::cuda::testing

@@ -7,7 +7,6 @@
 #include "kernels/cuda/matmul.h"
 
 #include <cuda_runtime_api.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,10 +22,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::DeviceBuffer;
-using testing::expect_close;
-using ::testing::HasSubstr;
-using testing::TestTensor;
+using namespace testing;  // gpu_test_util.h
 
 // The values of a view, row-major (host copy as the device holds them).
 std::vector<float> view_values(const TestTensor& t) {
@@ -245,23 +241,18 @@ TEST(MatmulGpu, CapturesIntoAGraph) {
   TestTensor out(DType::kBF16, {16, 1152});
   TestTensor out_new(DType::kF32, {11, 1152});
 
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  matmul({out.view(), a.view(), w.view()}, stream);  // the seen shape
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const TestStream stream;
+  matmul({out.view(), a.view(), w.view()}, stream.get());  // the seen shape
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
   TestTensor poisoned(DType::kBF16, {16, 1152});  // re-poison out before the replay
   out.host() = poisoned.host();
   out.upload();
 
-  cudaGraph_t graph = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  matmul({out.view(), a.view(), w.view()}, stream);
-  matmul({out_new.view(), a_new.view(), w.view()}, stream);
-  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const CapturedGraph graph(stream.get(), cudaStreamCaptureModeGlobal, [&](cudaStream_t s) {
+    matmul({out.view(), a.view(), w.view()}, s);
+    matmul({out_new.view(), a_new.view(), w.view()}, s);
+  });
+  graph.replay(stream.get());
   out.download();
   out_new.download();
   {
@@ -272,29 +263,15 @@ TEST(MatmulGpu, CapturesIntoAGraph) {
     SCOPED_TRACE("new shape");
     expect_matches(out_new, cpu_matmul(a_new, w));
   }
-  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
-
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
 
 constexpr uintptr_t kA = 0x1000000, kW = 0x2000000, kOut = 0x8000000;
 
 MatmulArgs good() {
   return {fake(kOut, DType::kF32, {4, 640}), fake(kA, DType::kBF16, {4, 1152}),
           fake(kW, DType::kBF16, {640, 1152})};
-}
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
 }
 
 TEST(MatmulCheck, AcceptsValidArguments) {

@@ -7,7 +7,6 @@
 #include "kernels/cuda/moe.h"
 
 #include <cuda_runtime_api.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,11 +28,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::DeviceBuffer;
-using testing::expect_close;
-using ::testing::HasSubstr;
-using testing::round_to;
-using testing::TestTensor;
+using namespace testing;  // gpu_test_util.h
 
 // ---- references --------------------------------------------------------------------------
 
@@ -486,20 +481,13 @@ TEST(MoeExpertsGpu, GraphCaptureMatchesDirectLaunch) {
   enqueue(direct, nullptr);
   direct.download();
 
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  enqueue(graphed, stream);
-  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  {
+    const TestStream stream;
+    const CapturedGraph graph(stream.get(), cudaStreamCaptureModeThreadLocal,
+                              [&](cudaStream_t s) { enqueue(graphed, s); });
+    graph.replay(stream.get());
+  }
   graphed.download();
-  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
   int64_t differ = 0;
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t h = 0; h < H; ++h) {
@@ -585,17 +573,6 @@ TEST(MoeExpertsGpu, MatchesReferenceAt26BShapes) {
 }
 
 // ---- argument checks: no device needed (the views point nowhere and are never read) -------
-
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
-}
 
 MoeRouteArgs good_route() {
   MoeRouteArgs a;

@@ -14,7 +14,6 @@
 #include "kernels/cuda/paged_attention.h"
 
 #include <cuda_runtime_api.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -33,13 +32,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::DeviceBuffer;
-using testing::expect_close;
-using ::testing::HasSubstr;
-using testing::round_to;
-using testing::TestTensor;
-using testing::Tolerance;
-using testing::tolerance_for;
+using namespace testing;  // gpu_test_util.h
 
 // i32 values in device memory, viewed as a [n] or [rows, cols] tensor.
 struct DeviceInts {
@@ -462,39 +455,19 @@ TEST(PagedAttentionGpu, CapturesIntoAGraph) {
   c.name = case_name(c);
   SCOPED_TRACE(c.name);
   AttnBatch batch(c, rng);
-  cudaStream_t stream = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph = nullptr;
-  SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  paged_attention(batch.device_args(), stream);
-  SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const TestStream stream;
+  const CapturedGraph graph(stream.get(), cudaStreamCaptureModeGlobal,
+                            [&](cudaStream_t s) { paged_attention(batch.device_args(), s); });
   for (int replay = 0; replay < 2; ++replay) {
     if (replay > 0) batch.fill_q(rng);
     const std::vector<double> ref = batch.reference();
-    SLUICE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    graph.replay(stream.get());
     batch.check(ref);
   }
-  SLUICE_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
-  SLUICE_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 // ---------------------------------------------------------------------------------------
 // Argument checks: no device needed (the views point nowhere and are never read).
-
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
-}
 
 // 5 tokens of 3 sequences, 16 query heads over 2 KV heads of 512, 64 blocks of 16.
 CudaPagedAttentionArgs good_attention() {

@@ -2,7 +2,6 @@
 // contracts of kernels/ops.h RmsNormArgs and AddRmsNormArgs). The argument checks run
 // everywhere; the kernel tests skip cleanly without a device.
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,10 +18,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::expect_close;
-using ::testing::HasSubstr;
-using testing::TestTensor;
-using testing::tolerance_for;
+using namespace testing;  // gpu_test_util.h
 
 constexpr float kEps = 1e-6f;
 
@@ -285,23 +281,12 @@ TEST(FusedAddRmsNormGpu, BitIdenticalToUnfusedPair) {
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
 
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
-
 constexpr uintptr_t kIn = 0x1000000, kOut = 0x2000000, kRes = 0x3000000, kW = 0x4000000,
                     kW2 = 0x5000000;
 
 RmsNormArgs good_norm() {
   return {fake(kOut, DType::kBF16, {3, 256}), fake(kIn, DType::kF32, {3, 256}),
           fake(kW, DType::kF32, {256}), kEps, true};
-}
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
 }
 
 TEST(RmsNormCheck, AcceptsValidArguments) {

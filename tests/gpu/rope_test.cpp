@@ -3,7 +3,6 @@
 // proportional forms, at positions up to 262143.
 // The argument checks run everywhere; the kernel tests skip cleanly without a device.
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,11 +17,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-using testing::DeviceBuffer;
-using testing::expect_close;
-using ::testing::HasSubstr;
-using testing::TestTensor;
-using testing::tolerance_for;
+using namespace testing;  // gpu_test_util.h
 
 struct RopeCase {
   const char* name;
@@ -176,20 +171,9 @@ TEST(RopeGpu, StridedViewsOfFusedQkv) {
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
 
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
-
 RopeArgs good_rope() {
   return args_for(kCases[1], fake(0x1000000, DType::kBF16, {3, 4, 512}),
                   fake(0x2000000, DType::kI32, {3}));
-}
-
-void expect_invalid(const Status& s, std::initializer_list<const char*> parts) {
-  ASSERT_FALSE(s.is_ok()) << "expected an error mentioning " << *parts.begin();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  for (const char* part : parts) EXPECT_THAT(s.message(), HasSubstr(part));
 }
 
 TEST(RopeCheck, AcceptsValidArguments) {

@@ -26,8 +26,8 @@
 namespace sluice::kernels::cuda {
 namespace {
 
+using namespace testing;  // gpu_test_util.h
 using ::testing::HasSubstr;
-using testing::DeviceBuffer;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -397,11 +397,6 @@ TEST(SamplingMath, Thresholds) {
 }
 
 // ---- Argument checks (no device needed: the views are never dereferenced).
-
-Tensor fake(uintptr_t address, DType t, std::initializer_list<int64_t> shape,
-            Device device = Device::kCuda) {
-  return Tensor::make(reinterpret_cast<void*>(address), t, shape, device);
-}
 
 constexpr int64_t kRows = 4;
 constexpr int64_t kVocab = 1000;
