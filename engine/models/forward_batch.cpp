@@ -4,6 +4,18 @@
 
 namespace sluice::models {
 
+Status check_parallel_config(const ParallelConfig& p) {
+  if (p.world_size < 1 || p.rank < 0 || p.rank >= p.world_size) {
+    return Status::invalid_argument(
+        fmt::format("tensor-parallel rank {} of world size {}: expected 0 <= rank < world size", p.rank, p.world_size));
+  }
+  if (p.world_size > 1) {
+    return Status::unimplemented(fmt::format(
+        "tensor parallelism over {} ranks is not implemented yet; run with world size 1", p.world_size));
+  }
+  return Status::ok();
+}
+
 Status validate_forward_batch(const ModelConfig& c, const ForwardBatch& b, PagedKvCache& cache,
                               std::span<float> logits) {
   std::vector<int> num_blocks(cache.groups().size());

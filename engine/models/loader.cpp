@@ -79,7 +79,9 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
   if (const char* missing = ops.first_missing()) {
     return Status::failed_precondition(fmt::format("backend '{}' lacks op {}", ops.backend, missing));
   }
+  SLUICE_RETURN_IF_ERROR(check_parallel_config(options.parallel));
   LoadedModel out;
+  out.parallel = options.parallel;
   out.path = path;
   out.name = base_name(path);
   std::error_code ec;

@@ -29,12 +29,15 @@ struct LoadedModel {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null for token-id-only fixtures
   std::optional<std::string> chat_template;          // Jinja text shipped with the model
   GenerationDefaults defaults;
+  ParallelConfig parallel;  // the shard that was loaded
 };
 
 struct LoadOptions {
   // Keep bf16 weights as bf16 (the CPU matmul reads them directly). Quantized GGUF tensors
   // are dequantized to f32, the reference path.
   bool keep_bf16 = true;
+  // The shard this process loads (check_parallel_config: world size 1 only, for now).
+  ParallelConfig parallel;
 };
 
 StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& options,

@@ -19,6 +19,18 @@
 
 namespace sluice::models {
 
+// This process's place in a tensor-parallel group: rank r of world_size ranks, each holding
+// 1/world_size of every sharded weight. Only world_size 1 runs today; the loader and the
+// executor carry it from the start so sharding lands without changing their callers.
+struct ParallelConfig {
+  int32_t rank = 0;
+  int32_t world_size = 1;
+};
+
+// INVALID_ARGUMENT when rank is outside [0, world_size) or world_size < 1; UNIMPLEMENTED for
+// world_size > 1 (tensor parallelism is not implemented yet).
+Status check_parallel_config(const ParallelConfig& parallel);
+
 // Where one KV group's K/V go and come from in this step.
 struct KvGroupBatch {
   std::span<const int32_t> slots;         // [N]: slot of each new token (-1: not cached)

@@ -51,7 +51,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<models::Model> 
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Scheduler> sched,
                           scheduler::Scheduler::create(sc, std::move(kv), nullptr));
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<CpuExecutor> executor,
-                          CpuExecutor::create(std::move(model), specs));
+                          CpuExecutor::create(std::move(model), specs, config.parallel));
   std::unique_ptr<Engine> engine(
       new Engine(std::move(config), std::move(sched), std::move(executor)));
   engine->refresh_stats();

@@ -48,6 +48,8 @@ struct EngineConfig {
   // Start with the step loop paused until resume(): requests submitted meanwhile are all
   // drained by the first iteration (tests use it to submit a batch at once).
   bool start_paused = false;
+  // The tensor-parallel group of this engine's executor (world size 1 only, for now).
+  models::ParallelConfig parallel;
 };
 
 struct EngineStats {

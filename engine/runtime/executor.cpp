@@ -25,8 +25,10 @@ std::vector<scheduler::KvGroupSpec> kv_group_specs(const models::ModelConfig& co
 }
 
 StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(
-    std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups) {
+    std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups,
+    const models::ParallelConfig& parallel) {
   if (model == nullptr) return Status::invalid_argument("executor: no model");
+  SLUICE_RETURN_IF_ERROR(models::check_parallel_config(parallel));
   const std::vector<models::KvGroupLayout> layouts = models::kv_group_layouts(model->config());
   if (groups.size() != layouts.size()) {
     return Status::invalid_argument(
@@ -56,7 +58,9 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(
   }
   auto cache =
       std::make_unique<models::PagedKvCache>(model->config(), groups[0].block_size, num_blocks);
-  return std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(model), std::move(cache)));
+  auto executor = std::unique_ptr<CpuExecutor>(new CpuExecutor(std::move(model), std::move(cache)));
+  executor->parallel_ = parallel;
+  return executor;
 }
 
 CpuExecutor::CpuExecutor(std::unique_ptr<models::Model> model,

@@ -8,6 +8,11 @@
 // All samples of one sequence (n > 1 forks) read the same row.
 // KV group g of the model (kv_group_layouts) is KvGroupSpec g of the scheduler. Engine
 // thread only.
+//
+// Workers: the executor runs every step on all ranks of its tensor-parallel group in
+// lockstep, each on its own shard of the model and cache, and reads the logits of rank 0.
+// World size 1 is the only one today (ParallelConfig, check_parallel_config): the one
+// worker runs on the engine thread.
 
 #include <cstdint>
 #include <memory>
@@ -56,7 +61,8 @@ class CpuExecutor {
   // Checks that the specs match the model's KV groups (count, kind, window, one block size)
   // and allocates the cache.
   static StatusOr<std::unique_ptr<CpuExecutor>> create(
-      std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups);
+      std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups,
+      const models::ParallelConfig& parallel = {});
 
   // Runs the plan's copies and forward pass. `extra` is empty or has one entry per plan
   // sequence (LogitRange). INVALID_ARGUMENT when the plan or `extra` does not fit the model
@@ -68,11 +74,13 @@ class CpuExecutor {
 
   const models::Model& model() const { return *model_; }
   const models::PagedKvCache& cache() const { return *cache_; }
+  const models::ParallelConfig& parallel() const { return parallel_; }
 
  private:
   CpuExecutor(std::unique_ptr<models::Model> model, std::unique_ptr<models::PagedKvCache> cache);
   Status apply_copies(const std::vector<scheduler::BlockCopy>& copies);
 
+  models::ParallelConfig parallel_;
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<models::PagedKvCache> cache_;
   // Batch buffers, reused between steps.
