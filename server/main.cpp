@@ -1,14 +1,17 @@
-// sluice: the process entry point. Subcommands: generate, inspect (serve comes with the HTTP API).
+// sluice: the process entry point. Subcommands: serve, generate, inspect.
 #include <CLI/CLI.hpp>
 
 #include "server/generate_command.h"
 #include "server/inspect_command.h"
+#include "server/serve_command.h"
 #include "server/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice: a multi-tenant serving daemon for Gemma models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("sluice ") + sluice::server::version());
+  sluice::server::ServeOptions serve_opts;
+  CLI::App* serve = sluice::server::add_serve_command(app, serve_opts);
   sluice::server::GenerateOptions gen;
   CLI::App* generate = sluice::server::add_generate_command(app, gen);
   sluice::server::InspectOptions insp;
@@ -18,6 +21,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (serve->parsed()) return sluice::server::run_serve(serve_opts);
   if (generate->parsed()) return sluice::server::run_generate(gen);
   if (inspect->parsed()) return sluice::server::run_inspect(insp);
   return 2;

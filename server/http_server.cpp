@@ -1,0 +1,455 @@
+#include "server/http_server.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <csignal>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/log.h"
+
+namespace sluice::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// A client's X-Request-Id is echoed only when it is a short token: it lands in logs and
+// headers, so nothing that could split a line or a header.
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+struct Route {
+  std::string method;
+  std::string path;  // without the trailing "*" for prefix routes
+  bool prefix = false;
+  bool while_draining = false;
+  Handler handler;
+};
+
+// Counts a request as in flight (for the drain) while it lives.
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int>& n) : n_(n) { n_.fetch_add(1); }
+  ~InFlight() { n_.fetch_sub(1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<int>& n_;
+};
+
+}  // namespace
+
+std::optional<std::string_view> HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+HttpResponse error_response(int status, std::string_view type, std::string_view message,
+                            std::optional<std::string_view> param,
+                            std::optional<std::string_view> code) {
+  nlohmann::json err = {{"message", message},
+                        {"type", type},
+                        {"param", nullptr},
+                        {"code", nullptr}};
+  if (param) err["param"] = *param;
+  if (code) err["code"] = *code;
+  HttpResponse r;
+  r.status = status;
+  r.body = nlohmann::json{{"error", std::move(err)}}.dump(-1, ' ', false,
+                                                          nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
+struct HttpServer::Impl {
+  explicit Impl(HttpServerOptions o) : opt(std::move(o)) {
+    std::random_device rd;
+    id_prefix = fmt::format("{:08x}", rd());
+  }
+
+  HttpServerOptions opt;
+  asio::io_context ioc;  // first: destroyed last, after everything that uses it
+  tcp::acceptor acceptor{ioc};
+  asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  asio::steady_timer drain_timer{ioc};
+  std::chrono::steady_clock::time_point drain_deadline;
+  std::vector<Route> routes;
+  std::atomic<bool> draining{false};
+  std::atomic<int> in_flight{0};
+  std::atomic<uint64_t> next_id{1};
+  std::string id_prefix;
+  uint16_t bound_port = 0;
+
+  std::string new_request_id() {
+    return fmt::format("req-{}{:08x}", id_prefix, next_id.fetch_add(1));
+  }
+
+  HttpResponse dispatch(const HttpRequest& req) {
+    const bool is_draining = draining.load();
+    std::string allow;
+    for (const Route& r : routes) {
+      const bool match = r.prefix ? (req.path.size() > r.path.size() &&
+                                     req.path.compare(0, r.path.size(), r.path) == 0)
+                                  : req.path == r.path;
+      if (!match) continue;
+      if (r.method == req.method) {
+        if (is_draining && !r.while_draining) {
+          HttpResponse busy = error_response(503, "service_unavailable", "The server is shutting down");
+          busy.headers.emplace_back("Retry-After", "1");
+          return busy;
+        }
+        try {
+          return r.handler(req);
+        } catch (const std::exception& e) {
+          SLUICE_LOG_ERROR("{} {} {}: handler failed: {}", req.request_id, req.method, req.path,
+                           e.what());
+          return error_response(500, "server_error", "internal error");
+        }
+      }
+      if (allow.find(r.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + r.method;
+    }
+    if (allow.empty()) {
+      return error_response(404, "invalid_request_error",
+                            "Not found: no route for this path", std::nullopt, "not_found");
+    }
+    HttpResponse r = error_response(405, "invalid_request_error",
+                                    fmt::format("Method not allowed; this path takes {}", allow),
+                                    std::nullopt, "method_not_allowed");
+    r.headers.emplace_back("Allow", allow);
+    return r;
+  }
+
+  // Waits until `body` has something for take(), or the client closes its socket. Returns
+  // false in the second case. The readiness watch on the socket notices a peer that hung up
+  // while nothing is being written (a non-streamed request waiting for the engine).
+  asio::awaitable<bool> wait_body(tcp::socket& socket, const std::shared_ptr<PendingBody>& body) {
+    auto ex = co_await asio::this_coro::executor;
+    auto timer = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+    struct WatchState {
+      bool active = true;
+      bool gone = false;
+    };
+    auto state = std::make_shared<WatchState>();
+    body->on_ready([ex, timer] { asio::post(ex, [timer] { timer->cancel(); }); });
+    socket.async_wait(tcp::socket::wait_read, [state, timer, &socket](beast::error_code ec) {
+      // Runs on the connection's strand; `socket` is alive while state->active.
+      if (ec || !state->active) return;
+      char c = 0;
+      beast::error_code rec;
+      const size_t n = socket.receive(asio::buffer(&c, 1), tcp::socket::message_peek, rec);
+      if (rec || n == 0) {
+        state->gone = true;
+        timer->cancel();
+      }
+    });
+    beast::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    state->active = false;
+    socket.cancel(ec);  // the readiness watch
+    co_return !state->gone;
+  }
+
+  void set_common(http::fields& f, const HttpRequest& req, const HttpResponse& resp) {
+    f.set(http::field::server, "sluice");
+    f.set("X-Request-Id", req.request_id);
+    for (const auto& [k, v] : resp.headers) f.set(k, v);
+  }
+
+  asio::awaitable<bool> write_plain(tcp::socket& socket, const HttpRequest& req,
+                                    const HttpResponse& resp, int status, std::string body,
+                                    unsigned version, bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(status), version};
+    res.set(http::field::content_type, resp.content_type);
+    set_common(res.base(), req, resp);
+    res.body() = std::move(body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    beast::error_code ec;
+    co_await http::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // Sends a streamed body as chunks as it comes. Returns false when the client went away.
+  asio::awaitable<bool> write_stream(tcp::socket& socket, const HttpRequest& req,
+                                     const HttpResponse& resp, unsigned version, bool keep_alive) {
+    http::response<http::empty_body> res{http::status::ok, version};
+    res.set(http::field::content_type, resp.content_type);
+    res.set(http::field::cache_control, "no-cache");
+    set_common(res.base(), req, resp);
+    res.keep_alive(keep_alive);
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    beast::error_code ec;
+    co_await http::async_write_header(socket, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      resp.pending->cancel();
+      co_return false;
+    }
+    std::string chunk;
+    for (;;) {
+      chunk.clear();
+      const bool done = resp.pending->take(&chunk);
+      if (!chunk.empty()) {
+        co_await asio::async_write(socket, http::make_chunk(asio::buffer(chunk)),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          resp.pending->cancel();
+          co_return false;
+        }
+      }
+      if (done) break;
+      if (!co_await wait_body(socket, resp.pending)) {
+        resp.pending->cancel();
+        co_return false;
+      }
+    }
+    co_await asio::async_write(socket, http::make_chunk_last(),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // Closes after a refusal without making the client lose it: closing a socket with unread
+  // input sends a reset, which can discard our response before the client reads it. So
+  // half-close, then read and drop what the client still sends, for a second or 4 MiB at
+  // most.
+  asio::awaitable<void> linger_close(tcp::socket& socket) {
+    beast::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    auto ex = co_await asio::this_coro::executor;
+    auto alive = std::make_shared<bool>(true);
+    asio::steady_timer deadline(ex, std::chrono::seconds(1));
+    deadline.async_wait([alive, &socket](beast::error_code e) {
+      if (!e && *alive) socket.cancel();
+    });
+    std::array<char, 16384> scratch;
+    size_t total = 0;
+    while (total < (4u << 20)) {
+      const size_t n = co_await socket.async_read_some(
+          asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      total += n;
+    }
+    *alive = false;
+    deadline.cancel();
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(
+          std::min<size_t>(opt.max_header_bytes, UINT32_MAX)));
+      parser.body_limit(opt.max_body_bytes);
+      // The whole request (waiting for it on a kept-alive connection included) must arrive
+      // within idle_timeout; a connection that sends nothing, or dribbles, is closed.
+      auto reading = std::make_shared<bool>(true);
+      asio::steady_timer idle(co_await asio::this_coro::executor, opt.idle_timeout);
+      idle.async_wait([reading, &socket](beast::error_code e) {
+        beast::error_code ignored;
+        if (!e && *reading) socket.cancel(ignored);
+      });
+      co_await http::async_read_header(socket, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && parser.get()[http::field::expect] == "100-continue") {
+        http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+        co_await http::async_write(socket, cont, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec && !parser.is_done()) {
+        co_await http::async_read(socket, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
+      *reading = false;
+      idle.cancel();
+      HttpRequest req;
+      if (ec) {
+        req.request_id = new_request_id();
+        // Refuse what the parser refused, then close: the rest of the stream is unreadable.
+        std::optional<HttpResponse> refusal;
+        if (ec == http::error::body_limit) {
+          refusal = error_response(413, "invalid_request_error",
+                                   fmt::format("Request body is larger than the limit of {} bytes",
+                                               opt.max_body_bytes),
+                                   std::nullopt, "request_too_large");
+        } else if (ec == http::error::header_limit) {
+          refusal = error_response(431, "invalid_request_error",
+                                   fmt::format("Request headers are larger than the limit of {} bytes",
+                                               opt.max_header_bytes),
+                                   std::nullopt, "request_header_fields_too_large");
+        } else if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+                   ec != http::error::end_of_stream && ec != http::error::partial_message) {
+          refusal = error_response(400, "invalid_request_error", "Malformed HTTP request");
+        }
+        if (refusal) {
+          co_await write_plain(socket, req, *refusal, refusal->status, refusal->body, 11, false);
+          co_await linger_close(socket);
+        }
+        break;
+      }
+      http::request<http::string_body>& msg = parser.get();
+      req.method = std::string(msg.method_string());
+      req.target = std::string(msg.target());
+      req.path = req.target.substr(0, req.target.find('?'));
+      for (const auto& f : msg) req.headers.emplace_back(f.name_string(), f.value());
+      if (auto id = req.header("X-Request-Id"); id && sane_request_id(*id)) {
+        req.request_id = *id;
+      } else {
+        req.request_id = new_request_id();
+      }
+      req.body = std::move(msg.body());
+      const unsigned version = msg.version();
+      bool keep_alive = msg.keep_alive();
+
+      InFlight counted(in_flight);
+      if (draining.load()) keep_alive = false;
+      HttpResponse resp = dispatch(req);
+      bool ok = false;
+      if (resp.pending && resp.streamed) {
+        ok = co_await write_stream(socket, req, resp, version, keep_alive);
+      } else if (resp.pending) {
+        std::string body;
+        bool gone = false;
+        while (!resp.pending->take(&body)) {
+          if (!co_await wait_body(socket, resp.pending)) {
+            resp.pending->cancel();
+            gone = true;
+            break;
+          }
+        }
+        if (!gone) {
+          ok = co_await write_plain(socket, req, resp, resp.pending->final_status(),
+                                    std::move(body), version, keep_alive);
+        }
+      } else {
+        ok = co_await write_plain(socket, req, resp, resp.status, std::move(resp.body), version,
+                                  keep_alive);
+      }
+      if (!ok || !keep_alive) break;
+    }
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      tcp::socket socket(asio::make_strand(ioc));
+      beast::error_code ec;
+      co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (!acceptor.is_open()) co_return;
+        // Out of descriptors and the like: back off instead of spinning.
+        asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, session(std::move(socket)), asio::detached);
+    }
+  }
+
+  void poll_drain() {
+    if (in_flight.load() == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
+      if (in_flight.load() != 0) {
+        SLUICE_LOG_WARN("drain timeout: {} requests still in flight", in_flight.load());
+      }
+      ioc.stop();
+      return;
+    }
+    drain_timer.expires_after(std::chrono::milliseconds(20));
+    drain_timer.async_wait([this](beast::error_code ec) {
+      if (!ec) poll_drain();
+    });
+  }
+
+  void on_signal(int sig) {
+    SLUICE_LOG_INFO("signal {}: draining (up to {} ms); a second signal exits at once", sig,
+                    opt.drain_timeout.count());
+    draining.store(true);
+    drain_deadline = std::chrono::steady_clock::now() + opt.drain_timeout;
+    signals.async_wait([this](beast::error_code e, int) {
+      if (!e) ioc.stop();
+    });
+    poll_drain();
+  }
+};
+
+HttpServer::HttpServer(HttpServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::route(std::string method, std::string path, Handler handler,
+                       bool while_draining) {
+  Route r;
+  r.while_draining = while_draining;
+  r.method = std::move(method);
+  if (path.size() >= 2 && path.compare(path.size() - 2, 2, "/*") == 0) {
+    r.prefix = true;
+    path.pop_back();
+  }
+  r.path = std::move(path);
+  r.handler = std::move(handler);
+  impl_->routes.push_back(std::move(r));
+}
+
+std::optional<std::string> HttpServer::start() {
+  Impl& m = *impl_;
+  beast::error_code ec;
+  const asio::ip::address addr = asio::ip::make_address(m.opt.host, ec);
+  if (ec) return fmt::format("--host {}: not an IP address", m.opt.host);
+  const tcp::endpoint ep(addr, m.opt.port);
+  m.acceptor.open(ep.protocol(), ec);
+  if (!ec) m.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) m.acceptor.bind(ep, ec);
+  if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fmt::format("cannot listen on {}:{}: {}", m.opt.host, m.opt.port, ec.message());
+  m.bound_port = m.acceptor.local_endpoint().port();
+  m.signals.async_wait([&m](beast::error_code e, int sig) {
+    if (!e) m.on_signal(sig);
+  });
+  asio::co_spawn(m.ioc, m.accept_loop(), asio::detached);
+  return std::nullopt;
+}
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::run() {
+  std::vector<std::thread> threads;
+  for (int i = 1; i < impl_->opt.io_threads; ++i) threads.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (std::thread& t : threads) t.join();
+}
+
+void HttpServer::stop() { impl_->ioc.stop(); }
+
+bool HttpServer::draining() const { return impl_->draining.load(); }
+
+}  // namespace sluice::server

@@ -1,0 +1,47 @@
+#pragma once
+// `sluice serve`: loads one model, starts the Engine and serves the OpenAI-compatible HTTP
+// API (INTERFACES.md, "HTTP API") until SIGINT/SIGTERM, then drains and exits 0.
+//
+// Routes: GET /health, /ready, /version, /metrics, /v1/models, /v1/models/{id};
+// POST /v1/completions and /v1/chat/completions, streamed (SSE) or not, n >= 1;
+// POST /tokenize and /detokenize (vLLM's shapes).
+// A model without a tokenizer (the tiny test fixtures) serves token-id prompts on
+// /v1/completions only; its choices carry empty `text` and, as a sluice extension, the
+// generated ids in `token_ids` (the only output there is). Text prompts, chat and stop
+// strings are then a 400.
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace sluice::server {
+
+struct ServeOptions {
+  std::string model = "default";
+  std::string served_model_name;  // empty: the model's base name
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  int max_model_len = 0;  // 0: the model's own
+  int max_num_seqs = 128;
+  int max_num_batched_tokens = 2048;
+  int64_t kv_cache_memory_bytes = 512ll << 20;
+  int block_size = 16;
+  int threads = 0;     // CPU threads for the model; 0: all cores
+  int io_threads = 2;  // threads running the HTTP event loop
+  double drain_timeout = 30.0;  // seconds
+  double idle_timeout = 60.0;   // seconds a connection may wait for or send a request
+  std::string api_key;  // non-empty: /v1/*, /tokenize and /detokenize need "Bearer KEY"
+  int max_queued_requests = 0;  // 0: unlimited; else 503 + Retry-After once this many wait
+  int64_t max_request_body_bytes = 8ll << 20;
+  int64_t max_header_bytes = 64ll << 10;
+};
+
+// Adds the subcommand and its flags to `app`; `opts` receives the parsed values.
+CLI::App* add_serve_command(CLI::App& app, ServeOptions& opts);
+
+// Runs the server; returns the process exit code (0 after a drain, 1 a runtime error,
+// 2 bad input such as a model that does not load).
+int run_serve(const ServeOptions& opts);
+
+}  // namespace sluice::server
