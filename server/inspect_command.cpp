@@ -43,20 +43,6 @@ StatusOr<std::string> read_config(const fs::path& p) {
   return ss.str();
 }
 
-const char* type_name(LayerType t) { return t == LayerType::kGlobal ? "global" : "sliding"; }
-
-// "0-3,5-8,10" for a sorted list of layer indices.
-std::string ranges(const std::vector<int>& xs) {
-  std::string out;
-  for (size_t i = 0; i < xs.size();) {
-    size_t j = i;
-    while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
-    if (!out.empty()) out += ",";
-    out += j == i ? fmt::format("{}", xs[i]) : fmt::format("{}-{}", xs[i], xs[j]);
-    i = j + 1;
-  }
-  return out;
-}
 
 // "14926026836 B (13.90 GiB)": exact for scripts, readable for people.
 std::string bytes_str(uint64_t b) {
@@ -164,7 +150,7 @@ void print_config(const ModelConfig& c) {
     const models::RopeConfig& r = first->rope;
     std::printf(
         "  %-17s %d layers, head dim %d, %d KV heads%s, RoPE theta %g over %d of %d pairs%s\n",
-        type_name(t), count, first->head_dim, first->num_kv_heads,
+        models::layer_type_name(t), count, first->head_dim, first->num_kv_heads,
         first->k_eq_v ? " (K=V: no v_proj)" : "", static_cast<double>(r.theta), r.num_pairs,
         first->head_dim / 2,
         r.num_pairs < r.pair_offset && r.pair_offset == first->head_dim / 2 ? " (proportional)"
@@ -216,7 +202,7 @@ void print_layers(const ModelPlan& plan) {
                                      : fmt::format("<- {} (g{})", l.kv_source_layer, l.kv_group);
     const char* v = !l.owns_kv ? "-" : l.has_v_proj ? "yes" : "K=V";
     std::printf("  %5d  %-7s  %8d  %8d  %-14s  %-6s  %6d  %-4s  %10g  %5d\n", l.layer,
-                type_name(l.type), l.head_dim, l.num_kv_heads, kv.c_str(), v, l.intermediate_size,
+                models::layer_type_name(l.type), l.head_dim, l.num_kv_heads, kv.c_str(), v, l.intermediate_size,
                 l.moe ? "yes" : "-", static_cast<double>(l.rope_theta), l.rope_rotated_pairs);
   }
 }
@@ -227,8 +213,8 @@ void print_kv(const ModelPlan& plan, int64_t context) {
     const KvGroupPlan& kg = plan.kv_groups[g];
     std::printf(
         "  g%zu: %s%s, %d KV heads x %d, %zu layers [%s]: %llu B/token bf16, %llu B/token f32\n", g,
-        type_name(kg.type), kg.window > 0 ? fmt::format(" window {}", kg.window).c_str() : "",
-        kg.num_kv_heads, kg.head_dim, kg.layers.size(), ranges(kg.layers).c_str(),
+        models::layer_type_name(kg.type), kg.window > 0 ? fmt::format(" window {}", kg.window).c_str() : "",
+        kg.num_kv_heads, kg.head_dim, kg.layers.size(), models::format_layer_ranges(kg.layers).c_str(),
         static_cast<unsigned long long>(kg.bytes_per_token(2)),
         static_cast<unsigned long long>(kg.bytes_per_token(4)));
   }
@@ -237,7 +223,7 @@ void print_kv(const ModelPlan& plan, int64_t context) {
     if (!l.owns_kv) readers[l.kv_source_layer].push_back(l.layer);
   }
   for (const auto& [src, ls] : readers) {
-    std::printf("  layer %d's K/V also serves layers [%s]\n", src, ranges(ls).c_str());
+    std::printf("  layer %d's K/V also serves layers [%s]\n", src, models::format_layer_ranges(ls).c_str());
   }
   // A sliding group holds at most its window of tokens per sequence; a global group all of
   // them. "No window release" is what a cache that never frees out-of-window blocks needs.

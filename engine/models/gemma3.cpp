@@ -43,23 +43,7 @@ StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(ModelConfig config, Wei
 }
 
 void Gemma3Model::ensure_scratch(int T) {
-  if (T <= scratch_tokens_) return;
-  const ModelConfig& c = config_;
-  const size_t H = c.hidden_size, qd = static_cast<size_t>(c.num_heads) * c.max_head_dim();
-  size_t kvd = 0;
-  for (const auto& l : c.layers) kvd = std::max(kvd, static_cast<size_t>(l.num_kv_heads) * l.head_dim);
-  const size_t I = c.max_intermediate_size();
-  x_.resize(T * H);
-  a_.resize(T * H);
-  o_.resize(T * H);
-  q_.resize(T * qd);
-  attn_.resize(T * qd);
-  k_.resize(T * kvd);
-  v_.resize(T * kvd);
-  gate_.resize(T * I);
-  up_.resize(T * I);
-  act_.resize(T * I);
-  scratch_tokens_ = T;
+  s_.ensure(config_, T);
 }
 
 Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) {
@@ -75,9 +59,9 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   auto i32 = [](std::span<const int32_t> s, std::initializer_list<int64_t> shape) {
     return Tensor::make(const_cast<int32_t*>(s.data()), DType::kI32, shape);
   };
-  Tensor x = Tensor::make(x_.data(), DType::kF32, {T, H});
-  Tensor a = Tensor::make(a_.data(), DType::kF32, {T, H});
-  Tensor o = Tensor::make(o_.data(), DType::kF32, {T, H});
+  Tensor x = Tensor::make(s_.x.data(), DType::kF32, {T, H});
+  Tensor a = Tensor::make(s_.a.data(), DType::kF32, {T, H});
+  Tensor o = Tensor::make(s_.o.data(), DType::kF32, {T, H});
   Tensor pos = i32(batch.positions, {T});
   Tensor token_seq = i32(batch.token_seq, {T});
   Tensor seq_lens = i32(batch.seq_lens, {S});
@@ -89,9 +73,9 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
     const int g = cache.group_of_layer(li);
     const KvGroupBatch& gb = batch.groups[g];
-    Tensor q = Tensor::make(q_.data(), DType::kF32, {T, nq * d});
-    Tensor k = Tensor::make(k_.data(), DType::kF32, {T, nkv * d});
-    Tensor v = Tensor::make(v_.data(), DType::kF32, {T, nkv * d});
+    Tensor q = Tensor::make(s_.q.data(), DType::kF32, {T, nq * d});
+    Tensor k = Tensor::make(s_.k.data(), DType::kF32, {T, nkv * d});
+    Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
 
     ops_.rms_norm({a, x, L.attn_norm, eps, one_plus});
     ops_.matmul({q, a, L.wq});
@@ -105,7 +89,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
     ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
     ops_.cache_write({k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
-    Tensor attn = Tensor::make(attn_.data(), DType::kF32, {T, nq, d});
+    Tensor attn = Tensor::make(s_.attn.data(), DType::kF32, {T, nq, d});
     const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
     ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
                           i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
@@ -114,9 +98,9 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     ops_.add_rms_norm({x, o, L.post_attn_norm, eps, one_plus});
 
     ops_.rms_norm({a, x, L.ffn_norm, eps, one_plus});
-    Tensor gate = Tensor::make(gate_.data(), DType::kF32, {T, I});
-    Tensor up = Tensor::make(up_.data(), DType::kF32, {T, I});
-    Tensor act = Tensor::make(act_.data(), DType::kF32, {T, I});
+    Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
+    Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
+    Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
     ops_.matmul({gate, a, L.w_gate});
     ops_.matmul({up, a, L.w_up});
     ops_.geglu({act, gate, up});
@@ -128,7 +112,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   const int R = static_cast<int>(batch.logit_rows.size());
   if (R == 0) return Status::ok();
   for (int i = 0; i < R; ++i) {
-    std::copy_n(x_.data() + static_cast<size_t>(batch.logit_rows[i]) * H, H, o_.data() + static_cast<size_t>(i) * H);
+    std::copy_n(s_.x.data() + static_cast<size_t>(batch.logit_rows[i]) * H, H, s_.o.data() + static_cast<size_t>(i) * H);
   }
   Tensor rows = o.slice_rows(0, R);
   Tensor y = a.slice_rows(0, R);

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "engine/models/decoder_scratch.h"
 #include "engine/models/model.h"
 #include "engine/models/weight_binder.h"
 
@@ -38,8 +39,7 @@ class Gemma3Model final : public Model {
   std::vector<Gemma3Layer> layers_;
 
   // Scratch for one forward call, sized for the largest T seen so far.
-  int scratch_tokens_ = 0;
-  std::vector<float> x_, a_, q_, k_, v_, attn_, o_, gate_, up_, act_;
+  DecoderScratch s_;
 };
 
 }  // namespace sluice::models

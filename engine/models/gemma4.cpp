@@ -95,22 +95,9 @@ StatusOr<std::unique_ptr<Gemma4Model>> Gemma4Model::load(ModelConfig config, Wei
 }
 
 void Gemma4Model::ensure_scratch(int T) {
-  if (T <= scratch_tokens_) return;
+  if (!s_.ensure(config_, T)) return;
   const ModelConfig& c = config_;
-  const size_t H = c.hidden_size, qd = static_cast<size_t>(c.num_heads) * c.max_head_dim();
-  size_t kvd = 0;
-  for (const auto& l : c.layers) kvd = std::max(kvd, static_cast<size_t>(l.num_kv_heads) * l.head_dim);
-  const size_t I = c.max_intermediate_size();
-  x_.resize(T * H);
-  a_.resize(T * H);
-  o_.resize(T * H);
-  q_.resize(T * qd);
-  attn_.resize(T * qd);
-  k_.resize(T * kvd);
-  v_.resize(T * kvd);
-  gate_.resize(T * I);
-  up_.resize(T * I);
-  act_.resize(T * I);
+  const size_t H = c.hidden_size;
   kept_positions_.resize(T);
   kept_token_seq_.resize(T);
   if (c.hidden_size_per_layer_input > 0) {
@@ -136,7 +123,6 @@ void Gemma4Model::ensure_scratch(int T) {
     expert_w_.resize(T * k);
     expert_begin_.resize(E + 1);
   }
-  scratch_tokens_ = T;
 }
 
 void Gemma4Model::per_layer_inputs(std::span<const int32_t> tokens, const Tensor& x) {
@@ -198,7 +184,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   Tensor seq_lens = i32(batch.seq_lens, {S});
 
   {
-    Tensor x = Tensor::make(x_.data(), DType::kF32, {T, H});
+    Tensor x = Tensor::make(s_.x.data(), DType::kF32, {T, H});
     ops_.embedding({x, embed_, i32(batch.tokens, {T}), c.embed_scale});
     observe("embed", -1, x);
     if (P > 0) {
@@ -222,7 +208,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
       if (R == 0) return Status::ok();
       for (int i = 0; i < R; ++i) {
         const int32_t row = batch.logit_rows[i];
-        std::copy_n(x_.data() + static_cast<size_t>(row) * H, H, o_.data() + static_cast<size_t>(i) * H);
+        std::copy_n(s_.x.data() + static_cast<size_t>(row) * H, H, s_.o.data() + static_cast<size_t>(i) * H);
         if (P > 0) {
           std::copy_n(ple_.data() + static_cast<size_t>(row) * L * P, L * P,
                       ple_tok_.data() + static_cast<size_t>(i) * L * P);
@@ -230,30 +216,30 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
         kept_positions_[i] = batch.positions[row];
         kept_token_seq_[i] = batch.token_seq[row];
       }
-      std::copy_n(o_.data(), static_cast<size_t>(R) * H, x_.data());
+      std::copy_n(s_.o.data(), static_cast<size_t>(R) * H, s_.x.data());
       ple = ple_tok_.data();
       positions = std::span<const int32_t>(kept_positions_.data(), R);
       token_seqs = std::span<const int32_t>(kept_token_seq_.data(), R);
       T = R;
       compacted = true;
     }
-    Tensor x = Tensor::make(x_.data(), DType::kF32, {T, H});
-    Tensor a = Tensor::make(a_.data(), DType::kF32, {T, H});
-    Tensor o = Tensor::make(o_.data(), DType::kF32, {T, H});
+    Tensor x = Tensor::make(s_.x.data(), DType::kF32, {T, H});
+    Tensor a = Tensor::make(s_.a.data(), DType::kF32, {T, H});
+    Tensor o = Tensor::make(s_.o.data(), DType::kF32, {T, H});
     Tensor pos = i32(positions, {T});
     Tensor token_seq = i32(token_seqs, {T});
 
     // Attention. Q always; K/V only on layers that own them (a KV-shared layer attends over
     // its source layer's storage, written earlier in this same step).
     ops_.rms_norm({a, x, Ly.attn_norm, eps, false});
-    Tensor q = Tensor::make(q_.data(), DType::kF32, {T, nq * d});
+    Tensor q = Tensor::make(s_.q.data(), DType::kF32, {T, nq * d});
     ops_.matmul({q, a, Ly.wq});
     Tensor q_heads = q.view({T * nq, d});
     ops_.rms_norm({q_heads, q_heads, Ly.q_norm, eps, false});
     ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
     if (lc.owns_kv()) {
-      Tensor k = Tensor::make(k_.data(), DType::kF32, {T, nkv * d});
-      Tensor v = Tensor::make(v_.data(), DType::kF32, {T, nkv * d});
+      Tensor k = Tensor::make(s_.k.data(), DType::kF32, {T, nkv * d});
+      Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
       Tensor k_heads = k.view({T * nkv, d});
       Tensor v_heads = v.view({T * nkv, d});
       ops_.matmul({k, a, Ly.wk});
@@ -269,7 +255,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
       ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
       ops_.cache_write({k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
     }
-    Tensor attn = Tensor::make(attn_.data(), DType::kF32, {T, nq, d});
+    Tensor attn = Tensor::make(s_.attn.data(), DType::kF32, {T, nq, d});
     const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
     ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
                           i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
@@ -279,9 +265,9 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
 
     // Dense GeGLU MLP (2I wide on E2B's KV-shared layers: lc.intermediate_size says so).
     ops_.rms_norm({a, x, Ly.ffn_norm, eps, false});
-    Tensor gate = Tensor::make(gate_.data(), DType::kF32, {T, I});
-    Tensor up = Tensor::make(up_.data(), DType::kF32, {T, I});
-    Tensor act = Tensor::make(act_.data(), DType::kF32, {T, I});
+    Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
+    Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
+    Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
     ops_.matmul({gate, a, Ly.w_gate});
     ops_.matmul({up, a, Ly.w_up});
     ops_.geglu({act, gate, up});
@@ -316,10 +302,10 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   if (R == 0) return Status::ok();
   for (int i = 0; i < R; ++i) {
     const size_t row = compacted ? static_cast<size_t>(i) : static_cast<size_t>(batch.logit_rows[i]);
-    std::copy_n(x_.data() + row * H, H, o_.data() + static_cast<size_t>(i) * H);
+    std::copy_n(s_.x.data() + row * H, H, s_.o.data() + static_cast<size_t>(i) * H);
   }
-  Tensor rows = Tensor::make(o_.data(), DType::kF32, {R, H});
-  Tensor y = Tensor::make(a_.data(), DType::kF32, {R, H});
+  Tensor rows = Tensor::make(s_.o.data(), DType::kF32, {R, H});
+  Tensor y = Tensor::make(s_.a.data(), DType::kF32, {R, H});
   ops_.rms_norm({y, rows, final_norm_, eps, false});
   observe("final_norm", -1, y);
   Tensor out = Tensor::make(logits.data(), DType::kF32, {R, c.vocab_size});

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string_view>
 
+#include "engine/models/decoder_scratch.h"
 #include "engine/models/model.h"
 #include "engine/models/weight_binder.h"
 
@@ -87,8 +88,7 @@ class Gemma4Model final : public Model {
   int current_layer_ = 0;  // for the observer's MoE events
 
   // Scratch for one forward call, sized for the largest T seen so far.
-  int scratch_tokens_ = 0;
-  std::vector<float> x_, a_, q_, k_, v_, attn_, o_, gate_, up_, act_;
+  DecoderScratch s_;
   std::vector<int32_t> kept_positions_, kept_token_seq_;         // [T]: rows KV-shared layers run
   std::vector<float> ple_, ple_tok_, ple_gate_;                  // PLE: [T, L*P] x2, [T, 2P]
   std::vector<int32_t> ple_ids_;                                 // [T]

@@ -10,21 +10,6 @@
 namespace sluice::models {
 namespace {
 
-const char* type_name(LayerType t) { return t == LayerType::kGlobal ? "global" : "sliding"; }
-
-// "0-3,5-8,10" for a sorted list of layer indices.
-std::string ranges(const std::vector<int>& xs) {
-  std::string out;
-  for (size_t i = 0; i < xs.size();) {
-    size_t j = i;
-    while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
-    if (!out.empty()) out += ",";
-    out += j == i ? fmt::format("{}", xs[i]) : fmt::format("{}-{}", xs[i], xs[j]);
-    i = j + 1;
-  }
-  return out;
-}
-
 std::string billions(uint64_t n) { return fmt::format("{:.3f} B", static_cast<double>(n) / 1e9); }
 
 ParamCounts count_params(const ModelConfig& c, const std::vector<LayerPlan>& layers) {
@@ -67,6 +52,21 @@ ParamCounts count_params(const ModelConfig& c, const std::vector<LayerPlan>& lay
 }
 
 }  // namespace
+
+const char* layer_type_name(LayerType t) { return t == LayerType::kGlobal ? "global" : "sliding"; }
+
+std::string format_layer_ranges(const std::vector<int>& xs) {
+  std::string out;
+  for (size_t i = 0; i < xs.size();) {
+    size_t j = i;
+    while (j + 1 < xs.size() && xs[j + 1] == xs[j] + 1) ++j;
+    if (!out.empty()) out += ",";
+    out += j == i ? fmt::format("{}", xs[i]) : fmt::format("{}-{}", xs[i], xs[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 
 uint64_t KvGroupPlan::bytes_per_token(int elem_bytes) const {
   return 2ull * layers.size() * static_cast<uint64_t>(num_kv_heads) *
@@ -139,16 +139,16 @@ std::string ModelPlan::describe() const {
   for (const auto& [k, ls] : kinds) {
     const auto& [type, d, kvh, has_v, inter, moe] = k;
     out += fmt::format("    {} x{} [{}]: head dim {}, {} KV heads{}, MLP {}{}\n",
-                       type_name(static_cast<LayerType>(type)), ls.size(), ranges(ls), d, kvh,
+                       layer_type_name(static_cast<LayerType>(type)), ls.size(), format_layer_ranges(ls), d, kvh,
                        has_v ? "" : " (K=V)", inter, moe ? " + MoE" : "");
   }
   out += "  KV groups (layers that own K/V):\n";
   for (size_t g = 0; g < kv_groups.size(); ++g) {
     const KvGroupPlan& kg = kv_groups[g];
     out += fmt::format("    g{}: {}{}, {} KV heads x {}, {} layers [{}], {} B/token bf16\n", g,
-                       type_name(kg.type),
+                       layer_type_name(kg.type),
                        kg.window > 0 ? fmt::format(" window {}", kg.window) : std::string(),
-                       kg.num_kv_heads, kg.head_dim, kg.layers.size(), ranges(kg.layers),
+                       kg.num_kv_heads, kg.head_dim, kg.layers.size(), format_layer_ranges(kg.layers),
                        kg.bytes_per_token(2));
   }
   if (first_kv_shared_layer < static_cast<int>(layers.size())) {
@@ -158,8 +158,8 @@ std::string ModelPlan::describe() const {
     }
     out += fmt::format("  KV sharing: layers {}+ compute no K/V\n", first_kv_shared_layer);
     for (const auto& [src, ls] : readers) {
-      out += fmt::format("    layer {} ({}) -> layers [{}]\n", src, type_name(layers[src].type),
-                         ranges(ls));
+      out += fmt::format("    layer {} ({}) -> layers [{}]\n", src, layer_type_name(layers[src].type),
+                         format_layer_ranges(ls));
     }
   } else {
     out += "  KV sharing: none\n";

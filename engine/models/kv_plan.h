@@ -69,4 +69,9 @@ struct ModelPlan {
 // Builds the plan of a validated config (from parse_hf_config or config_from_gguf).
 ModelPlan make_model_plan(const ModelConfig& config);
 
+// "sliding" or "global", for plans and logs.
+const char* layer_type_name(LayerType t);
+// "0-3,5-8,10" for a sorted list of layer indices.
+std::string format_layer_ranges(const std::vector<int>& layers);
+
 }  // namespace sluice::models

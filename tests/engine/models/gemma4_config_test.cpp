@@ -84,8 +84,12 @@ TEST(Gemma4Config, RealConfigsMatchExpectedPlan) {
     // transformers marks the last non-shared layer of each type "store" when sharing exists.
     for (int i = 0; i < c.num_layers; ++i) {
       const json& mode = v["kv_sharing_modes"][i];
-      if (mode == "reuse") EXPECT_FALSE(plan.layers[i].owns_kv) << i;
-      if (mode.is_null()) EXPECT_TRUE(plan.layers[i].owns_kv) << i;
+      if (mode == "reuse") {
+        EXPECT_FALSE(plan.layers[i].owns_kv) << i;
+      }
+      if (mode.is_null()) {
+        EXPECT_TRUE(plan.layers[i].owns_kv) << i;
+      }
     }
     EXPECT_EQ(plan.kv_bytes_per_token_bf16, v["kv_cache_bytes_per_token_bf16"].get<uint64_t>());
     EXPECT_EQ(plan.kv_bytes_per_token_f32, 2 * v["kv_cache_bytes_per_token_bf16"].get<uint64_t>());
