@@ -22,519 +22,24 @@
 #include "kernels/cpu/thread_pool.h"
 #include "server/http_server.h"
 #include "server/model_path.h"
+#include "server/openai_http.h"
+#include "server/serve_context.h"
 #include "server/version.h"
 
 namespace sluice::server {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-HttpResponse api_error(const frontend::ApiError& e) {
-  return error_response(e.http_status, e.type, e.message,
-                        e.param ? std::optional<std::string_view>(*e.param) : std::nullopt,
-                        e.code ? std::optional<std::string_view>(*e.code) : std::nullopt);
-}
-
-HttpResponse bad_request(std::string_view message, std::string_view param) {
-  return error_response(400, "invalid_request_error", message, param);
-}
-
-// Everything the handlers share. Immutable after start-up except the engine and metrics,
-// which are thread-safe.
-struct ServeState {
-  std::string served_name;
-  int64_t created = 0;
-  int max_model_len = 0;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null: token-id prompts only
-  std::optional<chat::ChatFormatter> formatter;     // with a tokenizer only
-  models::GenerationDefaults defaults;              // generation_config.json sampling
-  frontend::RequestLimits limits;
-  std::unique_ptr<engine::Engine> engine;
-  frontend::Registry registry;
-  std::optional<frontend::EngineMetrics> metrics;
-  HttpServer* server = nullptr;
-  std::string api_key;
-  int max_queued_requests = 0;
-
-  // Cumulative engine counters already added to the metrics (collect hook).
-  std::mutex collect_mu;
-  int64_t seen_prefix_queries = 0, seen_prefix_hits = 0, seen_preemptions = 0;
-
-  json model_card() const {
-    return {{"id", served_name},
-            {"object", "model"},
-            {"created", created},
-            {"owned_by", "sluice"},
-            {"root", served_name},
-            {"max_model_len", max_model_len}};
-  }
-};
-
-std::string_view reason_name(scheduler::FinishReason r) {
-  switch (r) {
-    case scheduler::FinishReason::kStop: return "stop";
-    case scheduler::FinishReason::kLength: return "length";
-    case scheduler::FinishReason::kAbort: return "abort";
-  }
-  return "abort";
-}
-
-// One API request: one engine request per prompt (completions may carry several), n
-// choices each. The engine thread pushes deltas into a queue (push() only enqueues); the
-// connection's io thread turns them into text and JSON in take(), which is the only place
-// choice state changes. Choice index = prompt index * n + engine choice, as OpenAI numbers
-// them.
-class CompletionJob final : public PendingBody, public std::enable_shared_from_this<CompletionJob> {
- public:
-  struct Sub {
-    RequestId id;
-    int32_t prompt_tokens = 0;
-    int32_t open_choices = 0;
-  };
-
-  CompletionJob(ServeState& st, frontend::ParsedRequest parsed, std::string request_id,
-                std::shared_ptr<const frontend::StopStrings> stops)
-      : st_(st), req_(std::move(parsed)), request_id_(std::move(request_id)), stops_(std::move(stops)),
-        chat_(req_.endpoint == frontend::Endpoint::kChatCompletions), start_(Clock::now()) {}
-
-  // Submits one prompt to the engine (before the job is handed to the connection).
-  void submit(std::vector<TokenId> prompt_ids) {
-    const int sub_index = static_cast<int>(subs_.size());
-    Sub sub;
-    sub.prompt_tokens = static_cast<int32_t>(prompt_ids.size());
-    sub.open_choices = req_.n;
-    for (int32_t c = 0; c < req_.n; ++c) {
-      Choice ch;
-      if (st_.tokenizer) {
-        frontend::TextStreamOptions o;
-        o.skip_special_tokens = req_.skip_special_tokens;
-        ch.text_stream = std::make_unique<frontend::TextStream>(*st_.tokenizer, stops_, o);
-      }
-      choices_.push_back(std::move(ch));
-    }
-    subs_.push_back(sub);
-    engine::Request r = frontend::to_engine_request(req_, std::move(prompt_ids));
-    auto sink = std::make_shared<Sink>(weak_from_this(), sub_index);
-    subs_.back().id = st_.engine->submit(std::move(r), std::move(sink));
-  }
-
-  // Called once all prompts are submitted: from then on take() may complete.
-  void start() { open_ = static_cast<int>(choices_.size()); }
-
-  void on_ready(std::function<void()> wake) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (queue_.empty()) {
-        wake_ = std::move(wake);
-        return;
-      }
-    }
-    wake();
-  }
-
-  bool take(std::string* out) override {
-    std::deque<Queued> batch;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      batch.swap(queue_);
-    }
-    for (Queued& q : batch) apply(q.sub, q.at, q.delta, out);
-    if (open_ > 0 || done_) return done_;
-    done_ = true;
-    finish_request(out);
-    return true;
-  }
-
-  void cancel() override {
-    cancelled_ = true;
-    for (const Sub& s : subs_) st_.engine->abort(s.id);
-    int unfinished = 0;
-    for (const Choice& ch : choices_) unfinished += ch.finished ? 0 : 1;
-    st_.metrics->request_success_for("abort").inc(unfinished);
-    SLUICE_LOG_INFO("request {} aborted: the client went away ({} choices unfinished, {:.1f} ms)",
-                    request_id_, unfinished,
-                    std::chrono::duration<double, std::milli>(Clock::now() - start_).count());
-  }
-
-  int final_status() const override { return status_; }
-
- private:
-  struct Choice {
-    std::unique_ptr<frontend::TextStream> text_stream;
-    std::string text;  // non-streamed: all of it
-    std::vector<TokenId> token_ids;
-    int32_t completion_tokens = 0;
-    bool finished = false;
-    bool sent_role = false;  // chat streams: the first chunk carries the role
-    std::optional<Clock::time_point> last_token_at;
-    std::string finish_reason;
-  };
-
-  class Sink final : public engine::OutputSink {
-   public:
-    Sink(std::weak_ptr<CompletionJob> job, int sub) : job_(std::move(job)), sub_(sub) {}
-    void push(engine::Delta d) override {
-      if (auto job = job_.lock()) job->enqueue(sub_, std::move(d));
-    }
-
-   private:
-    std::weak_ptr<CompletionJob> job_;
-    int sub_;
-  };
-
-  void enqueue(int sub, engine::Delta d) {
-    std::function<void()> wake;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(Queued{sub, Clock::now(), std::move(d)});
-      wake.swap(wake_);
-    }
-    if (wake) wake();
-  }
-
-  void apply(int sub_index, Clock::time_point at, engine::Delta& d, std::string* out) {
-    Sub& sub = subs_[static_cast<size_t>(sub_index)];
-    const int index = sub_index * req_.n + d.choice;
-    if (d.choice < 0 || d.choice >= req_.n) return;
-    Choice& ch = choices_[static_cast<size_t>(index)];
-    if (ch.finished) return;  // ended by a stop string; the engine is still catching up
-    std::string piece;
-    bool stopped = false;
-    const size_t ids_before = ch.token_ids.size();
-    if (!d.token_ids.empty()) {
-      if (!first_token_) {
-        first_token_ = at;
-        st_.metrics->time_to_first_token->observe(std::chrono::duration<double>(at - start_).count());
-      }
-      if (ch.last_token_at) {
-        st_.metrics->inter_token_latency->observe(
-            std::chrono::duration<double>(at - *ch.last_token_at).count());
-      }
-      ch.last_token_at = at;
-    }
-    for (TokenId id : d.token_ids) {
-      ++ch.completion_tokens;
-      ch.token_ids.push_back(id);
-      if (ch.text_stream &&
-          ch.text_stream->push(id, ch.completion_tokens > req_.sampling.min_tokens, &piece)) {
-        stopped = true;
-        break;
-      }
-    }
-    std::optional<std::string> reason;
-    if (stopped) {
-      reason = "stop";
-    } else if (d.finish_reason) {
-      reason = std::string(reason_name(*d.finish_reason));
-      if (ch.text_stream && ch.text_stream->finish(&piece)) reason = "stop";
-      if (*d.finish_reason == scheduler::FinishReason::kAbort && !cancelled_) {
-        // Not ours: the engine refused or failed the request (its log says why).
-        status_ = 500;
-        engine_failed_ = true;
-      }
-    }
-    if (reason) {
-      ch.finished = true;
-      ch.finish_reason = *reason;
-      --open_;
-      // Every choice of this engine request has ended: one a stop string ended may still be
-      // generating in the engine (aborting a finished request is a no-op).
-      if (--sub.open_choices == 0) st_.engine->abort(sub.id);
-    }
-    if (req_.stream) {
-      const std::span<const TokenId> new_ids(ch.token_ids.data() + ids_before,
-                                             ch.token_ids.size() - ids_before);
-      if (!piece.empty() || reason || !new_ids.empty() || (chat_ && !ch.sent_role)) {
-        emit_chunk(index, ch, piece, new_ids, reason, out);
-      }
-    } else {
-      ch.text += piece;
-    }
-  }
-
-  json base(std::string_view object) const {
-    return {{"id", (chat_ ? "chatcmpl-" : "cmpl-") + request_id_},
-            {"object", object},
-            {"created", created_},
-            {"model", st_.served_name}};
-  }
-
-  json usage() const {
-    int64_t prompt = 0, completion = 0;
-    for (const Sub& s : subs_) prompt += s.prompt_tokens;
-    for (const Choice& c : choices_) completion += c.completion_tokens;
-    return {{"prompt_tokens", prompt},
-            {"completion_tokens", completion},
-            {"total_tokens", prompt + completion}};
-  }
-
-  // One SSE event for choice `index`: its new text (and, without a tokenizer, its new ids).
-  void emit_chunk(int index, Choice& ch, const std::string& piece, std::span<const TokenId> new_ids,
-                  const std::optional<std::string>& reason, std::string* out) {
-    json c = {{"index", index}, {"logprobs", nullptr},
-              {"finish_reason", reason ? json(*reason) : json(nullptr)}};
-    if (chat_) {
-      json delta = json::object();
-      if (!ch.sent_role) {
-        delta["role"] = "assistant";
-        ch.sent_role = true;
-      }
-      if (!piece.empty() || delta.empty()) delta["content"] = piece;
-      c["delta"] = std::move(delta);
-    } else {
-      c["text"] = piece;
-      if (!st_.tokenizer) c["token_ids"] = std::vector<TokenId>(new_ids.begin(), new_ids.end());
-    }
-    json chunk = base(chat_ ? "chat.completion.chunk" : "text_completion");
-    chunk["choices"] = json::array({std::move(c)});
-    if (req_.include_usage) chunk["usage"] = nullptr;
-    *out += "data: " + dump(chunk) + "\n\n";
-  }
-
-  void finish_request(std::string* out) {
-    const json u = usage();
-    if (req_.stream) {
-      if (engine_failed_) {
-        *out += "data: " +
-                dump({{"error",
-                       {{"message", "The engine aborted the request"},
-                        {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}}) +
-                "\n\n";
-      } else if (req_.include_usage) {
-        json chunk = base(chat_ ? "chat.completion.chunk" : "text_completion");
-        chunk["choices"] = json::array();
-        chunk["usage"] = u;
-        *out += "data: " + dump(chunk) + "\n\n";
-      }
-      *out += "data: [DONE]\n\n";
-    } else if (engine_failed_) {
-      *out += dump({{"error",
-                     {{"message", "The engine aborted the request"},
-                      {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
-    } else {
-      json choices = json::array();
-      for (size_t i = 0; i < choices_.size(); ++i) {
-        const Choice& ch = choices_[i];
-        json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", ch.finish_reason}};
-        if (chat_) {
-          c["message"] = {{"role", "assistant"}, {"content", ch.text}};
-        } else {
-          c["text"] = ch.text;
-          if (!st_.tokenizer) c["token_ids"] = ch.token_ids;
-        }
-        choices.push_back(std::move(c));
-      }
-      json body = base(chat_ ? "chat.completion" : "text_completion");
-      body["choices"] = std::move(choices);
-      body["usage"] = u;
-      *out += dump(body);
-    }
-    // Metrics and the request's log line.
-    const double total = std::chrono::duration<double>(Clock::now() - start_).count();
-    frontend::EngineMetrics& m = *st_.metrics;
-    m.prompt_tokens->inc(static_cast<double>(u["prompt_tokens"].get<int64_t>()));
-    m.generation_tokens->inc(static_cast<double>(u["completion_tokens"].get<int64_t>()));
-    m.e2e_request_latency->observe(total);
-    std::string reasons;
-    for (const Choice& ch : choices_) {
-      const std::string_view r = engine_failed_ ? std::string_view("error") : ch.finish_reason;
-      m.request_success_for(r).inc();
-      if (reasons.find(r) == std::string::npos) reasons += (reasons.empty() ? "" : ",") + std::string(r);
-    }
-    const double ttft = first_token_ ? std::chrono::duration<double>(*first_token_ - start_).count() : 0.0;
-    SLUICE_LOG_INFO("request {} done: prompt_tokens={} completion_tokens={} ttft_ms={:.1f} "
-                    "total_ms={:.1f} finish_reason={}",
-                    request_id_, u["prompt_tokens"].get<int64_t>(),
-                    u["completion_tokens"].get<int64_t>(), ttft * 1e3, total * 1e3, reasons);
-  }
-
-  ServeState& st_;
-  frontend::ParsedRequest req_;
-  std::string request_id_;
-  std::shared_ptr<const frontend::StopStrings> stops_;
-  const bool chat_;
-  const Clock::time_point start_;
-  const int64_t created_ = unix_now();
-  std::optional<Clock::time_point> first_token_;
-
-  // io thread only (take/cancel run on the connection's strand):
-  std::vector<Sub> subs_;
-  std::vector<Choice> choices_;
-  int open_ = 0;  // choices without a finish reason yet (set by start())
-  bool done_ = false;
-  bool cancelled_ = false;
-  bool engine_failed_ = false;
-  int status_ = 200;
-
-  std::mutex mu_;  // guards the fields below (the engine thread enqueues)
-  struct Queued {
-    int sub;
-    Clock::time_point at;  // when the engine pushed it (latency metrics)
-    engine::Delta delta;
-  };
-  std::deque<Queued> queue_;
-  std::function<void()> wake_;
-};
-
-// The model's generation_config.json sampling defaults, for the parameters the request
-// leaves out (or sets to null), as vLLM applies them. parse_request fills absent ones with
-// the API's own defaults, so presence is read from the (already validated) body.
-void apply_generation_defaults(const ServeState& st, std::string_view body,
-                               frontend::ParsedRequest& req) {
-  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  auto absent = [&](const char* key) { return !j.is_object() || !j.contains(key) || j[key].is_null(); };
-  if (st.defaults.temperature && absent("temperature")) req.sampling.temperature = *st.defaults.temperature;
-  if (st.defaults.top_p && absent("top_p")) req.sampling.top_p = *st.defaults.top_p;
-  if (st.defaults.top_k && absent("top_k")) req.sampling.top_k = *st.defaults.top_k;
-}
-
-HttpResponse handle_generate(ServeState& st, frontend::Endpoint endpoint, const HttpRequest& http) {
-  if (st.max_queued_requests > 0 &&
-      st.engine->stats().num_waiting_requests >= st.max_queued_requests) {
-    // The stats lag one engine step, so the bound is approximate by a step's arrivals.
-    HttpResponse r = error_response(503, "service_unavailable",
-                                    "The server is at capacity; retry shortly");
-    r.headers.emplace_back("Retry-After", "1");
-    return r;
-  }
-  auto parsed_or = frontend::parse_request(endpoint, http.body, st.limits);
-  if (auto* e = std::get_if<frontend::ApiError>(&parsed_or)) return api_error(*e);
-  frontend::ParsedRequest req = std::move(std::get<frontend::ParsedRequest>(parsed_or));
-  if (!req.model.empty() && req.model != st.served_name) {
-    return error_response(404, "invalid_request_error",
-                          fmt::format("The model `{}` does not exist.",
-                                      req.model.size() > 64 ? req.model.substr(0, 64) + "..." : req.model),
-                          "model", "model_not_found");
-  }
-  apply_generation_defaults(st, http.body, req);
-  // Not served yet: refuse rather than answer without them.
-  if (req.sampling.logprobs >= 0) return bad_request("logprobs are not supported yet", "logprobs");
-  if (req.echo) return bad_request("echo is not supported yet", "echo");
-
-  std::vector<std::vector<TokenId>> prompts;
-  if (endpoint == frontend::Endpoint::kChatCompletions) {
-    if (!st.tokenizer) {
-      return bad_request("This model has no tokenizer: only token-id prompts on /v1/completions",
-                         "messages");
-    }
-    chat::ChatRenderOptions ro;
-    ro.enable_thinking = req.enable_thinking;
-    auto rendered = st.formatter->render(req.messages, ro);
-    if (!rendered.is_ok()) return bad_request(rendered.status().message(), "messages");
-    prompts.push_back(st.tokenizer->encode(*rendered, /*add_bos=*/false, /*parse_special=*/true));
-  } else {
-    for (const frontend::PromptInput& p : req.prompts) {
-      if (p.text) {
-        if (!st.tokenizer) {
-          return bad_request("This model has no tokenizer: give the prompt as token ids", "prompt");
-        }
-        prompts.push_back(
-            st.tokenizer->encode(*p.text, st.tokenizer->add_bos_default(), /*parse_special=*/false));
-      } else {
-        prompts.push_back(p.token_ids);
-      }
-    }
-  }
-  if (!req.stop.empty() && !st.tokenizer) {
-    return bad_request("This model has no tokenizer: stop strings cannot be matched", "stop");
-  }
-  for (const auto& p : prompts) {
-    if (auto e = frontend::check_context(req, static_cast<int>(p.size()), st.limits)) return api_error(*e);
-  }
-  std::shared_ptr<const frontend::StopStrings> stops;
-  if (!req.stop.empty()) {
-    auto compiled = frontend::StopStrings::compile(req.stop);
-    if (!compiled.is_ok()) return bad_request(compiled.status().message(), "stop");
-    stops = *compiled;
-  }
-
-  const bool stream = req.stream;
-  auto job = std::make_shared<CompletionJob>(st, std::move(req), http.request_id, std::move(stops));
-  for (auto& p : prompts) job->submit(std::move(p));
-  job->start();
-  HttpResponse r;
-  r.pending = job;
-  r.streamed = stream;
-  r.content_type = stream ? "text/event-stream" : "application/json";
-  return r;
 }
 
 HttpResponse json_response(const json& j) {
   HttpResponse r;
-  r.body = dump(j);
+  r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
-}
-
-// POST /tokenize (vLLM's shape): {"prompt": str, "add_special_tokens": bool = true} or a
-// chat body {"messages": [...]} (rendered with the chat template, as a chat request is)
-// -> {"count", "max_model_len", "tokens"}.
-HttpResponse handle_tokenize(ServeState& st, const HttpRequest& http) {
-  const json j = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return bad_request("The body must be a JSON object", "body");
-  if (!st.tokenizer) return bad_request("This model has no tokenizer", "prompt");
-  if (j.contains("model") && !j["model"].is_null() &&
-      (!j["model"].is_string() || j["model"].get<std::string>() != st.served_name)) {
-    return error_response(404, "invalid_request_error", "The model does not exist.", "model",
-                          "model_not_found");
-  }
-  std::vector<TokenId> ids;
-  if (j.contains("messages")) {
-    auto parsed = frontend::parse_request(frontend::Endpoint::kChatCompletions, http.body, st.limits);
-    if (auto* e = std::get_if<frontend::ApiError>(&parsed)) return api_error(*e);
-    const auto& req = std::get<frontend::ParsedRequest>(parsed);
-    chat::ChatRenderOptions ro;
-    ro.enable_thinking = req.enable_thinking;
-    if (j.contains("add_generation_prompt")) {
-      if (!j["add_generation_prompt"].is_boolean()) {
-        return bad_request("add_generation_prompt must be a boolean", "add_generation_prompt");
-      }
-      ro.add_generation_prompt = j["add_generation_prompt"].get<bool>();
-    }
-    auto rendered = st.formatter->render(req.messages, ro);
-    if (!rendered.is_ok()) return bad_request(rendered.status().message(), "messages");
-    ids = st.tokenizer->encode(*rendered, /*add_bos=*/false, /*parse_special=*/true);
-  } else {
-    if (!j.contains("prompt") || !j["prompt"].is_string()) {
-      return bad_request("prompt must be a string (or give messages)", "prompt");
-    }
-    bool add_special = true;
-    if (j.contains("add_special_tokens")) {
-      if (!j["add_special_tokens"].is_boolean()) {
-        return bad_request("add_special_tokens must be a boolean", "add_special_tokens");
-      }
-      add_special = j["add_special_tokens"].get<bool>();
-    }
-    ids = st.tokenizer->encode(j["prompt"].get<std::string>(),
-                               add_special && st.tokenizer->add_bos_default(), /*parse_special=*/false);
-  }
-  return json_response({{"count", ids.size()}, {"max_model_len", st.max_model_len}, {"tokens", ids}});
-}
-
-// POST /detokenize (vLLM's shape): {"tokens": [int]} -> {"prompt": str}.
-HttpResponse handle_detokenize(ServeState& st, const HttpRequest& http) {
-  const json j = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return bad_request("The body must be a JSON object", "body");
-  if (!st.tokenizer) return bad_request("This model has no tokenizer", "tokens");
-  if (!j.contains("tokens") || !j["tokens"].is_array()) return bad_request("tokens must be an array", "tokens");
-  std::vector<TokenId> ids;
-  for (const json& t : j["tokens"]) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= st.limits.vocab_size) {
-      return bad_request(fmt::format("tokens must be integers in [0, {})", st.limits.vocab_size), "tokens");
-    }
-    ids.push_back(static_cast<TokenId>(t.get<int64_t>()));
-  }
-  return json_response({{"prompt", st.tokenizer->decode(ids)}});
 }
 
 // Compares without an early exit, so the time taken does not tell how much of a key matched
@@ -548,7 +53,7 @@ bool same_secret(std::string_view given, std::string_view key) {
 
 // `handler` behind the --api-key check (INTERFACES.md, "Auth matrix"): 401 without
 // "Authorization: Bearer KEY".
-Handler with_auth(const ServeState& st, Handler handler) {
+Handler with_auth(const ServeContext& st, Handler handler) {
   if (st.api_key.empty()) return handler;
   return [&st, handler = std::move(handler)](const HttpRequest& req) {
     const auto auth = req.header("Authorization");
@@ -562,7 +67,7 @@ Handler with_auth(const ServeState& st, Handler handler) {
   };
 }
 
-void add_routes(HttpServer& server, ServeState& st) {
+void add_routes(HttpServer& server, ServeContext& st) {
   server.route(
       "GET", "/health",
       [](const HttpRequest&) {
@@ -571,8 +76,8 @@ void add_routes(HttpServer& server, ServeState& st) {
         return r;
       },
       /*while_draining=*/true);
-  server.route("GET", "/ready", [&st](const HttpRequest&) {
-    if (st.server->draining()) {
+  server.route("GET", "/ready", [&st, &server](const HttpRequest&) {
+    if (server.draining() || st.draining.load()) {
       HttpResponse r = error_response(503, "service_unavailable", "The server is shutting down");
       r.headers.emplace_back("Retry-After", "1");
       return r;
@@ -588,18 +93,10 @@ void add_routes(HttpServer& server, ServeState& st) {
     r.body = st.registry.render();
     return r;
   });
-  server.route("GET", "/v1/models", with_auth(st, [&st](const HttpRequest&) {
-    return json_response({{"object", "list"}, {"data", json::array({st.model_card()})}});
-  }));
+  server.route("GET", "/v1/models",
+               with_auth(st, [&st](const HttpRequest&) { return handle_models(st); }));
   server.route("GET", "/v1/models/*", with_auth(st, [&st](const HttpRequest& req) {
-    const std::string id = req.path.substr(std::string_view("/v1/models/").size());
-    if (id != st.served_name) {
-      return error_response(404, "invalid_request_error",
-                            fmt::format("The model `{}` does not exist.",
-                                        id.size() > 64 ? id.substr(0, 64) + "..." : id),
-                            "model", "model_not_found");
-    }
-    return json_response(st.model_card());
+    return handle_model(st, std::string_view(req.path).substr(std::string_view("/v1/models/").size()));
   }));
   server.route("POST", "/tokenize",
                with_auth(st, [&st](const HttpRequest& req) { return handle_tokenize(st, req); }));
@@ -684,7 +181,7 @@ int run_serve(const ServeOptions& o) {
   const models::ModelConfig cfg = lm.model->config();
   SLUICE_LOG_INFO("loaded {} ({})", lm.path, cfg.summary());
 
-  ServeState st;
+  ServeContext st;
   st.served_name = o.served_model_name.empty() ? lm.name : o.served_model_name;
   st.created = unix_now();
   st.max_model_len = cfg.max_position_embeddings;
@@ -748,7 +245,6 @@ int run_serve(const ServeOptions& o) {
   ho.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000.0));
   ho.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.idle_timeout * 1000.0));
   HttpServer server(ho);
-  st.server = &server;
   add_routes(server, st);
   if (auto err = server.start()) {
     st.engine->stop();

@@ -63,6 +63,12 @@ struct Delta {
   // choice holds one row per prompt position but the last, then one row per token in
   // token_ids (the row each was sampled from); later deltas hold one row per token.
   std::vector<float> debug_logits;
+  // On the first delta with tokens of each choice (nullopt on the others): prompt tokens
+  // served from the prefix cache for this request (vLLM's
+  // usage.prompt_tokens_details.cached_tokens), and seconds from Engine::submit until the
+  // request was first scheduled (vllm:request_queue_time_seconds).
+  std::optional<int32_t> num_cached_tokens;
+  std::optional<double> queue_seconds;
 };
 
 // Receives a request's deltas. push() is called on the engine thread and must only enqueue

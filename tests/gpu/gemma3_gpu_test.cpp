@@ -98,7 +98,8 @@ class Gemma3Gpu : public ::testing::TestWithParam<std::string> {};
 TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
   SLUICE_SKIP_WITHOUT_GPU();
   const std::string dir = sluice::testing::fixture_path(GetParam());
-  auto gpu = load_cuda(dir, {.max_num_tokens = 256, .max_num_seqs = 8, .num_blocks = {64, 64}});
+  // Every prompt row's logits are compared: logit rows are bounded by max_num_seqs.
+  auto gpu = load_cuda(dir, {.max_num_tokens = 256, .max_num_seqs = 64, .num_blocks = {64, 64}});
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
   const int V = (*gpu)->config().vocab_size;
   json prompts = json::parse(sluice::testing::read_file(dir + "/prompts.json"));
@@ -110,7 +111,8 @@ TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
     {
       GpuSequence seq(**gpu);
       std::vector<float> got(ids.size() * V);
-      ASSERT_TRUE(seq.step(ids, static_cast<int>(ids.size()), got).is_ok());
+      const Status st = seq.step(ids, static_cast<int>(ids.size()), got);
+      ASSERT_TRUE(st.is_ok()) << st.to_string();
       EXPECT_LT(rel_err(got, want), 1e-2) << "prompt " << p["index"] << " whole";
     }
     // Chunks of 3 tokens through the paged cache.
@@ -119,9 +121,9 @@ TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
       std::vector<float> got(ids.size() * V);
       for (size_t at = 0; at < ids.size(); at += 3) {
         const size_t n = std::min<size_t>(3, ids.size() - at);
-        ASSERT_TRUE(seq.step(std::span(ids).subspan(at, n), static_cast<int>(n),
-                             std::span(got).subspan(at * V, n * V))
-                        .is_ok());
+        const Status st = seq.step(std::span(ids).subspan(at, n), static_cast<int>(n),
+                                   std::span(got).subspan(at * V, n * V));
+        ASSERT_TRUE(st.is_ok()) << st.to_string();
       }
       EXPECT_LT(rel_err(got, want), 1e-2) << "prompt " << p["index"] << " in chunks";
     }
