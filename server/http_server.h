@@ -18,12 +18,29 @@
 //   open meanwhile so that new clients and probes get that 503 rather than a refused
 //   connection. A second signal makes run() return at once.
 //
+// - max_connections (0: unlimited): a connection beyond it is still accepted, answered at
+//   once with 503 service_unavailable (code "too_many_connections"), Retry-After: 1 and
+//   Connection: close, and closed (after draining what the client sends, for at most a
+//   second, so that it reads the answer rather than a reset). It is never left hanging.
+// - request_timeout (0: none), counted from the end of reading a request: a response still
+//   waiting on its PendingBody then gets PendingBody::cancel() (the engine stops the work)
+//   and the client gets, when non-streamed, 504 with {"error": {"message", "type":
+//   "server_error", "param": null, "code": "timeout"}}; when streamed (the 200 is already
+//   out), one `data: {"error": {...same...}}` event, then `data: [DONE]`, then the normal end
+//   of the chunked body. NOTE: 504, not 408: 408 says the client was too slow to send its
+//   request (that is idle_timeout's case), while here the server was too slow to answer.
+//   OpenAI's API has no status of its own for it; its SDKs retry 5xx, which fits.
+// - on_complete, when set, is called once per answered request after its response has been
+//   sent (or abandoned), with an AccessRecord for the access log; also for the requests
+//   refused above and for 400/413/431 refusals of unreadable requests.
+//
 // Slow responses (a completion waits for the engine) never block an io thread: a handler
 // returns a HttpResponse carrying a PendingBody, which the connection waits on
 // asynchronously. A client that closes its socket meanwhile gets PendingBody::cancel().
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -85,6 +102,27 @@ HttpResponse error_response(int status, std::string_view type, std::string_view 
                             std::optional<std::string_view> param = std::nullopt,
                             std::optional<std::string_view> code = std::nullopt);
 
+// One answered request, for an access log line (HttpServerOptions::on_complete).
+struct AccessRecord {
+  // Empty when no request was read: a connection over max_connections, or a request the
+  // parser refused before its header was whole (400, 431).
+  std::string method;
+  std::string path;  // without the query string
+  std::string request_id;      // the X-Request-Id the response carried
+  std::string remote_address;  // the client's "ip:port" ("[ip6]:port" for IPv6)
+  // The status sent; for a stream always 200 (an error after it is an error event). 499
+  // (nginx's "client closed request") when the client left before any status line was sent.
+  int status = 0;
+  // Bytes written to the socket for this response: status line, headers, chunk framing and
+  // body (nginx's $bytes_sent).
+  uint64_t bytes_sent = 0;
+  // From the end of reading the request's header (or the accept, for a refused connection)
+  // to the last byte sent, or to noticing that the client left.
+  std::chrono::microseconds duration{0};
+  bool client_disconnected = false;  // the client left before the whole response was sent
+  bool timed_out = false;            // request_timeout ended it (504, or a stream's error event)
+};
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8000;  // 0: any free port (see HttpServer::port())
@@ -95,6 +133,17 @@ struct HttpServerOptions {
   // A request must arrive whole within this (from the end of the previous response on a
   // kept-alive connection); otherwise the connection is closed.
   std::chrono::milliseconds idle_timeout{60000};
+  // Connections open at once (0: unlimited); see the header comment for the refusal.
+  size_t max_connections = 0;
+  // A response must be complete within this from the end of reading its request (0: no
+  // limit); see the header comment for what the client gets.
+  std::chrono::milliseconds request_timeout{0};
+  // Called on an io thread after each response (see AccessRecord); must be quick (format
+  // and write a log line) and must not throw (an exception is logged and dropped).
+  std::function<void(const AccessRecord&)> on_complete;
+  // Called once, on an io thread, when the first SIGINT/SIGTERM starts the drain (the other
+  // front ends stop taking work).
+  std::function<void()> on_drain;
 };
 
 class HttpServer {

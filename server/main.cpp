@@ -1,6 +1,9 @@
 // sluice: the process entry point. Subcommands: serve, generate, inspect.
 #include <CLI/CLI.hpp>
 
+#include <memory>
+
+#include "server/config_file.h"
 #include "server/generate_command.h"
 #include "server/inspect_command.h"
 #include "server/serve_command.h"
@@ -10,6 +13,9 @@ int main(int argc, char** argv) {
   CLI::App app{"sluice: a multi-tenant serving daemon for Gemma models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("sluice ") + sluice::server::version());
+  // Any flag may come from a YAML file keyed by long flag names; the command line wins.
+  app.set_config("--config", "", "YAML file of flags (keys are long flag names without dashes)");
+  app.config_formatter(std::make_shared<sluice::server::YamlConfig>(&app));
   sluice::server::ServeOptions serve_opts;
   CLI::App* serve = sluice::server::add_serve_command(app, serve_opts);
   sluice::server::GenerateOptions gen;

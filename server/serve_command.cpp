@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <deque>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +23,7 @@
 #include "frontend/openai_request.h"
 #include "frontend/text_stream.h"
 #include "kernels/cpu/thread_pool.h"
+#include "server/grpc_server.h"
 #include "server/http_server.h"
 #include "server/model_path.h"
 #include "server/openai_http.h"
@@ -127,6 +131,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_option("--port", o.port, "HTTP port (0: any free port)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
+  s->add_option("--grpc-port", o.grpc_port, "gRPC port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
   s->add_option("--max-model-len", o.max_model_len, "Context length cap (0: the model's)")
       ->check(CLI::Range(0, 1 << 24));
   s->add_option("--max-num-seqs", o.max_num_seqs, "Sequences running at once")
@@ -167,10 +174,41 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_option("--max-header-bytes", o.max_header_bytes, "Larger headers get 431")
       ->check(CLI::Range(int64_t{256}, int64_t{1} << 24))
       ->capture_default_str();
+  s->add_option("--max-connections", o.max_connections,
+                "Open HTTP connections before new ones get 503 + Retry-After (0: unlimited)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  s->add_option("--request-timeout", o.request_timeout,
+                "Seconds a response may take before it is cancelled (504, or an error event in a "
+                "stream; 0: none)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  s->add_option("--log-format", o.log_format, "Log lines as text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  s->add_option("--max-logprobs", o.max_logprobs, "Largest top_logprobs / logprobs a request may ask")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  s->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching,
+              "Reuse the KV blocks of shared prompt prefixes")
+      ->capture_default_str();
+  s->add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                "GPUs one model is sharded over (only 1 today)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  s->add_option("--chat-template", o.chat_template,
+                "Jinja chat template file that overrides the model's")
+      ->check(CLI::ExistingFile);
+  s->fallthrough();  // `sluice serve --config FILE` reaches the root's --config
   return s;
 }
 
 int run_serve(const ServeOptions& o) {
+  set_log_format(parse_log_format(o.log_format).value_or(LogFormat::kText));
+  if (o.tensor_parallel_size > 1) {
+    return fail(fmt::format("--tensor-parallel-size {}: tensor parallelism is not implemented yet; "
+                            "use 1", o.tensor_parallel_size), 2);
+  }
   kernels::cpu::set_num_threads(o.threads > 0 ? o.threads
                                               : static_cast<int>(std::thread::hardware_concurrency()));
   auto path = resolve_model_path(o.model);
@@ -188,7 +226,15 @@ int run_serve(const ServeOptions& o) {
   if (o.max_model_len > 0) st.max_model_len = std::min(st.max_model_len, o.max_model_len);
   st.tokenizer = std::move(lm.tokenizer);
   if (st.tokenizer) {
-    auto formatter = chat::ChatFormatter::create(lm.chat_template);
+    std::optional<std::string> tmpl = lm.chat_template;
+    if (!o.chat_template.empty()) {
+      std::ifstream in(o.chat_template, std::ios::binary);
+      std::ostringstream text;
+      text << in.rdbuf();
+      if (!in) return fail(fmt::format("--chat-template {}: cannot read the file", o.chat_template), 2);
+      tmpl = text.str();
+    }
+    auto formatter = chat::ChatFormatter::create(tmpl);
     if (!formatter.is_ok()) {
       return fail(fmt::format("{}: chat template: {}", lm.path, formatter.status().message()), 2);
     }
@@ -200,6 +246,7 @@ int run_serve(const ServeOptions& o) {
   st.limits.vocab_size = cfg.vocab_size;
   st.limits.max_model_len = st.max_model_len;
   st.limits.max_n = std::min(16, o.max_num_seqs);
+  st.limits.max_logprobs = o.max_logprobs;
 
   engine::EngineConfig ec;
   ec.block_size = o.block_size;
@@ -208,6 +255,7 @@ int run_serve(const ServeOptions& o) {
   ec.max_num_batched_tokens = o.max_num_batched_tokens;
   ec.max_model_len = st.max_model_len;
   ec.eos_token_ids = lm.defaults.stop_token_ids;
+  ec.enable_prefix_caching = o.enable_prefix_caching;
   auto engine_or = engine::Engine::create(std::move(lm.model), ec);
   if (!engine_or.is_ok()) return fail(engine_or.status().message(), 1);
   st.engine = std::move(engine_or).value();
@@ -244,14 +292,53 @@ int run_serve(const ServeOptions& o) {
   ho.max_header_bytes = static_cast<size_t>(o.max_header_bytes);
   ho.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000.0));
   ho.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.idle_timeout * 1000.0));
+  ho.max_connections = static_cast<size_t>(o.max_connections);
+  ho.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.request_timeout * 1000.0));
+  ho.on_complete = [](const AccessRecord& r) {
+    // Completions have their own line (generation.cpp); this one covers every response.
+    log_fields(LogLevel::kDebug, "http",
+               {{"method", r.method}, {"path", r.path}, {"status", r.status},
+                {"request_id", r.request_id}, {"remote", r.remote_address},
+                {"bytes_sent", r.bytes_sent}, {"duration_ms", r.duration.count() / 1000.0},
+                {"client_disconnected", r.client_disconnected}, {"timed_out", r.timed_out}});
+  };
+
+  // gRPC beside HTTP, on the same context: one engine, one validator, one set of metrics.
+  GrpcServerOptions go;
+  go.host = o.host;
+  go.port = o.grpc_port;
+  go.max_message_bytes = static_cast<size_t>(o.max_request_body_bytes);
+  GrpcServer grpc_server(st, go);
+  if (auto err = grpc_server.start()) {
+    st.engine->stop();
+    return fail(fmt::format("gRPC on {}:{}: {}", o.host, o.grpc_port, *err), 1);
+  }
+  std::atomic<int64_t> drain_start_ns{0};
+  ho.on_drain = [&st, &grpc_server, &drain_start_ns] {
+    drain_start_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    st.draining = true;
+    grpc_server.begin_drain();
+  };
   HttpServer server(ho);
   add_routes(server, st);
   if (auto err = server.start()) {
+    grpc_server.shutdown(std::chrono::milliseconds(0));
     st.engine->stop();
     return fail(*err, 1);
   }
-  SLUICE_LOG_INFO("serving {} on http://{}:{}", st.served_name, o.host, server.port());
+  SLUICE_LOG_INFO("serving {} on http://{}:{} and gRPC on {}:{}", st.served_name, o.host, server.port(),
+                  o.host, grpc_server.port());
   server.run();
+  {
+    // gRPC streams get what is left of the drain (none when run() ended without a drain).
+    std::chrono::milliseconds left(0);
+    if (const int64_t t0 = drain_start_ns.load(); t0 != 0) {
+      const auto spent = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(t0);
+      left = std::max(std::chrono::milliseconds(0),
+                      ho.drain_timeout - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
+    }
+    grpc_server.shutdown(left);
+  }
   // The io threads are done; stop the engine before the server (and the pending responses
   // in its event loop) goes away, so no delta is pushed into a dead event loop.
   st.engine->stop();

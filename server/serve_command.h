@@ -35,6 +35,14 @@ struct ServeOptions {
   int max_queued_requests = 0;  // 0: unlimited; else 503 + Retry-After once this many wait
   int64_t max_request_body_bytes = 8ll << 20;
   int64_t max_header_bytes = 64ll << 10;
+  int grpc_port = 50051;        // 0: any free port
+  int max_connections = 0;      // 0: unlimited; else 503 + Retry-After beyond it
+  double request_timeout = 0;   // seconds a response may take; 0: none
+  std::string log_format = "text";
+  int max_logprobs = 20;
+  bool enable_prefix_caching = true;
+  int tensor_parallel_size = 1;
+  std::string chat_template;  // a Jinja file overriding the model's template
 };
 
 // Adds the subcommand and its flags to `app`; `opts` receives the parsed values.

@@ -71,7 +71,7 @@ Engine::~Engine() { stop(); }
 RequestId Engine::submit(Request request, std::shared_ptr<OutputSink> sink) {
   std::lock_guard<std::mutex> lock(mu_);
   RequestId id(next_id_++);
-  submits_.push_back({id, std::move(request), std::move(sink)});
+  submits_.push_back({id, std::move(request), std::move(sink), Clock::now()});
   cv_.notify_one();
   return id;
 }
@@ -182,6 +182,7 @@ void Engine::add(Pending p, std::vector<Outgoing>& out) {
   stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
   live.prompt = std::move(p.request.prompt);
   live.debug_logits = p.request.debug_logits;
+  live.submitted = p.submitted;
   if (live.params.prompt_logprobs >= 0) live.prompt_logprobs.resize(live.num_prompt_rows());
   live_.emplace(p.id, std::move(live));
 }
@@ -231,6 +232,10 @@ void Engine::publish(const std::vector<scheduler::SequenceOutput>& outputs,
         }
         d.prompt_logprobs = live.shared_prompt_logprobs;
       }
+      if (first) {
+        d.num_cached_tokens = live.num_cached_tokens;
+        d.queue_seconds = live.queue_seconds;
+      }
       if (live.debug_logits) {
         if (first) d.debug_logits = live.prompt_debug_logits;
         d.debug_logits.insert(d.debug_logits.end(), cs.debug_logits.begin(), cs.debug_logits.end());
@@ -254,6 +259,19 @@ void Engine::fail_plan(const scheduler::StepPlan& plan, const Status& status,
   for (const auto& s : plan.sequences) ids.insert(s.request_id);
   for (RequestId id : ids) publish(scheduler_->abort(id), out);
   scheduler_->update(plan, empty);
+}
+
+void Engine::note_first_scheduled(const scheduler::StepPlan& plan) {
+  const Clock::time_point now = Clock::now();
+  for (const scheduler::ScheduledSequence& s : plan.sequences) {
+    auto it = live_.find(s.request_id);
+    if (it == live_.end() || it->second.scheduled) continue;
+    Live& live = it->second;
+    live.scheduled = true;
+    // A newly admitted sequence starts right after its prefix-cache hit.
+    live.num_cached_tokens = s.start_position;
+    live.queue_seconds = std::max(0.0, std::chrono::duration<double>(now - live.submitted).count());
+  }
 }
 
 void Engine::plan_prompt_rows(const scheduler::StepPlan& plan) {
@@ -296,6 +314,7 @@ void Engine::take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits&
 }
 
 void Engine::run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& out) {
+  note_first_scheduled(plan);
   plan_prompt_rows(plan);
   StatusOr<StepLogits> logits = executor_->execute(plan, extra_rows_);
   if (!logits.is_ok()) return fail_plan(plan, logits.status(), out);

@@ -7,7 +7,9 @@
 // execute it, take prompt logprobs from the extra logit rows of requests that asked for
 // them, sample every sequence that asks for tokens with its own per-choice Sampler (seed +
 // choice when seeded; logprobs from the same call), hand the tokens to the scheduler, and
-// push one Delta per SequenceOutput to the request's sink. With nothing to do it sleeps on
+// push one Delta per SequenceOutput to the request's sink (a choice's first delta with
+// tokens also says how many prompt tokens came from the prefix cache and how long the
+// request waited to be scheduled). With nothing to do it sleeps on
 // a condition variable. stats() is a snapshot taken after each iteration, before that
 // iteration's deltas are pushed, so a client that saw its finish delta reads stats that
 // include it.
@@ -17,6 +19,7 @@
 // NOTE: their full blocks still enter the cache under that namespace (evictable, never hit
 // by anyone else); a scheduler flag to skip lookup and registration would avoid that.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -94,10 +97,12 @@ class Engine {
   const models::ModelConfig& model_config() const { return executor_->model().config(); }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Pending {
     RequestId id;
     Request request;
     std::shared_ptr<OutputSink> sink;
+    Clock::time_point submitted;  // when submit() queued it (for Delta::queue_seconds)
   };
   // Per choice: its sampler and what this step produced for its next delta.
   struct ChoiceState {
@@ -118,6 +123,11 @@ class Engine {
     std::vector<sampling::SampleLogprobs> prompt_logprobs;  // [position] for token position+1
     std::shared_ptr<const std::vector<sampling::SampleLogprobs>> shared_prompt_logprobs;
     std::vector<float> prompt_debug_logits;  // [num_prompt_rows_done, vocab]
+    // Set when a step first schedules the request (see note_first_scheduled).
+    Clock::time_point submitted;
+    bool scheduled = false;
+    int32_t num_cached_tokens = 0;  // prefix-cache hit at that first schedule
+    double queue_seconds = 0.0;     // submit -> that first schedule
 
     bool wants_prompt_rows() const { return params.prompt_logprobs >= 0 || debug_logits; }
     int32_t num_prompt_rows() const { return static_cast<int32_t>(prompt.size()) - 1; }
@@ -135,6 +145,9 @@ class Engine {
   void reject(const Pending& p, std::vector<Outgoing>& out) const;
   // Executes `plan`, samples, updates the scheduler and publishes the outputs.
   void run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& out);
+  // Records, for requests that `plan` schedules for the first time, their prefix-cache hit
+  // (the first chunk's start position) and their time in the queue.
+  void note_first_scheduled(const scheduler::StepPlan& plan);
   // The extra logit rows of this step's prompt chunks that still need them (empty if none).
   void plan_prompt_rows(const scheduler::StepPlan& plan);
   void take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits& logits);

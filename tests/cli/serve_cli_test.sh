@@ -30,7 +30,7 @@ check() {
 start_server() {
   local log=$1
   shift
-  "$bin" serve "$@" --port 0 >"$log" 2>&1 &
+  "$bin" serve "$@" --port 0 --grpc-port 0 >"$log" 2>&1 &
   pid=$!
   base=""
   for _ in $(seq 300); do
