@@ -34,12 +34,40 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<models::Model> 
     return Status::invalid_argument(fmt::format(
         "engine: num_blocks has {} entries for {} KV groups", num_blocks.size(), layouts.size()));
   }
+  std::vector<scheduler::KvGroupSpec> specs = kv_group_specs(mc, config.block_size, num_blocks);
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<CpuExecutor> executor,
+                          CpuExecutor::create(std::move(model), specs, config.parallel));
+  return start(std::move(executor), specs, std::move(config));
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<Executor> executor,
+                                                 std::vector<int32_t> num_blocks, EngineConfig config) {
+  if (executor == nullptr) return Status::invalid_argument("engine: no executor");
+  if (config.block_size < 1) {
+    return Status::invalid_argument(fmt::format("engine: block_size {} < 1", config.block_size));
+  }
+  const models::ModelConfig& mc = executor->config();
+  const size_t num_groups = models::kv_group_layouts(mc).size();
+  if (num_blocks.size() != num_groups) {
+    return Status::invalid_argument(fmt::format(
+        "engine: num_blocks has {} entries for {} KV groups", num_blocks.size(), num_groups));
+  }
+  for (int32_t b : num_blocks) {
+    if (b < 1) return Status::invalid_argument(fmt::format("engine: {} KV blocks in a group (need >= 1)", b));
+  }
+  std::vector<scheduler::KvGroupSpec> specs = kv_group_specs(mc, config.block_size, num_blocks);
+  return start(std::move(executor), specs, std::move(config));
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::start(std::unique_ptr<Executor> executor,
+                                                const std::vector<scheduler::KvGroupSpec>& specs,
+                                                EngineConfig config) {
+  const models::ModelConfig& mc = executor->config();
   if (config.max_model_len == 0) config.max_model_len = mc.max_position_embeddings;
   if (config.max_model_len < 1 || config.max_model_len > mc.max_position_embeddings) {
     return Status::invalid_argument(fmt::format("engine: max_model_len {} outside [1, {}]",
                                                 config.max_model_len, mc.max_position_embeddings));
   }
-  std::vector<scheduler::KvGroupSpec> specs = kv_group_specs(mc, config.block_size, num_blocks);
   scheduler::KvCacheOptions kv_options;
   kv_options.enable_prefix_caching = config.enable_prefix_caching;
   SLUICE_ASSIGN_OR_RETURN(scheduler::KvCacheManager kv,
@@ -50,8 +78,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<models::Model> 
   sc.max_model_len = config.max_model_len;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Scheduler> sched,
                           scheduler::Scheduler::create(sc, std::move(kv), nullptr));
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<CpuExecutor> executor,
-                          CpuExecutor::create(std::move(model), specs, config.parallel));
   std::unique_ptr<Engine> engine(
       new Engine(std::move(config), std::move(sched), std::move(executor)));
   engine->refresh_stats();
@@ -60,7 +86,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<models::Model> 
 }
 
 Engine::Engine(EngineConfig config, std::unique_ptr<scheduler::Scheduler> scheduler,
-               std::unique_ptr<CpuExecutor> executor)
+               std::unique_ptr<Executor> executor)
     : config_(std::move(config)),
       scheduler_(std::move(scheduler)),
       executor_(std::move(executor)),

@@ -78,6 +78,11 @@ class Engine {
   // Sizes the KV pools, builds scheduler and executor, and starts the engine thread.
   static StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<models::Model> model,
                                                   EngineConfig config);
+  // An engine over an executor that owns its KV pool (the GPU's, sized by the executor):
+  // `num_blocks` per KV group of executor->config(); config.num_blocks and
+  // kv_cache_memory_bytes are ignored.
+  static StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<Executor> executor,
+                                                  std::vector<int32_t> num_blocks, EngineConfig config);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -94,7 +99,7 @@ class Engine {
   void stop();
 
   EngineStats stats() const;
-  const models::ModelConfig& model_config() const { return executor_->model().config(); }
+  const models::ModelConfig& model_config() const { return executor_->config(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -138,7 +143,11 @@ class Engine {
   };
 
   Engine(EngineConfig config, std::unique_ptr<scheduler::Scheduler> scheduler,
-         std::unique_ptr<CpuExecutor> executor);
+         std::unique_ptr<Executor> executor);
+  // The scheduler over `num_blocks` per group, then the engine thread.
+  static StatusOr<std::unique_ptr<Engine>> start(std::unique_ptr<Executor> executor,
+                                                 const std::vector<scheduler::KvGroupSpec>& specs,
+                                                 EngineConfig config);
   void loop();
   void add(Pending p, std::vector<Outgoing>& out);
   // One kAbort delta for each choice of a request that never reached the scheduler.
@@ -159,7 +168,7 @@ class Engine {
 
   EngineConfig config_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
-  std::unique_ptr<CpuExecutor> executor_;
+  std::unique_ptr<Executor> executor_;
   // Engine thread only:
   std::unordered_map<RequestId, Live> live_;
   std::vector<LogitRange> extra_rows_;  // [plan sequence] prompt rows of this step

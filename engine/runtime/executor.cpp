@@ -94,21 +94,15 @@ Status CpuExecutor::apply_copies(const std::vector<scheduler::BlockCopy>& copies
   return Status::ok();
 }
 
-StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan,
-                                          std::span<const LogitRange> extra) {
-  const size_t num_groups = cache_->groups().size();
+Status StepBatchBuilder::build(const scheduler::StepPlan& plan, std::span<const LogitRange> extra,
+                               size_t num_groups, StepLogits* out) {
   const size_t S = plan.sequences.size();
   if (!extra.empty() && extra.size() != S) {
     return Status::invalid_argument(fmt::format("step {}: {} extra logit ranges for {} sequences",
                                                 plan.step_id, extra.size(), S));
   }
-  SLUICE_RETURN_IF_ERROR(apply_copies(plan.blocks.copies));
-  StepLogits out;
-  out.vocab_size = model_->config().vocab_size;
-  out.row_of_sequence.assign(S, -1);
-  out.first_extra_row.assign(S, -1);
-  if (S == 0) return out;
-
+  out->row_of_sequence.assign(S, -1);
+  out->first_extra_row.assign(S, -1);
   tokens_.clear();
   positions_.clear();
   token_seq_.clear();
@@ -148,13 +142,13 @@ StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan,
             "step {}: extra logit positions [{}, {}) outside the new tokens [{}, {})", plan.step_id,
             r.begin, r.end, s.start_position, s.start_position + s.num_new_tokens));
       }
-      out.first_extra_row[i] = static_cast<int32_t>(logit_rows_.size());
+      out->first_extra_row[i] = static_cast<int32_t>(logit_rows_.size());
       for (int32_t p = r.begin; p < r.end; ++p) {
         logit_rows_.push_back(first_token + (p - s.start_position));
       }
     }
     if (s.num_samples > 0) {
-      out.row_of_sequence[i] = static_cast<int32_t>(logit_rows_.size());
+      out->row_of_sequence[i] = static_cast<int32_t>(logit_rows_.size());
       logit_rows_.push_back(static_cast<int32_t>(tokens_.size()) - 1);
     }
     for (size_t g = 0; g < num_groups; ++g) {
@@ -175,17 +169,34 @@ StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan,
     }
   }
 
-  models::ForwardBatch batch;
-  batch.tokens = tokens_;
-  batch.positions = positions_;
-  batch.token_seq = token_seq_;
-  batch.seq_lens = seq_lens_;
-  batch.logit_rows = logit_rows_;
+  batch_ = models::ForwardBatch{};
+  batch_.tokens = tokens_;
+  batch_.positions = positions_;
+  batch_.token_seq = token_seq_;
+  batch_.seq_lens = seq_lens_;
+  batch_.logit_rows = logit_rows_;
   for (size_t g = 0; g < num_groups; ++g) {
-    batch.groups.push_back({slots_[g], block_tables_[g], max_blocks[g]});
+    batch_.groups.push_back({slots_[g], block_tables_[g], max_blocks[g]});
   }
-  out.logits.resize(logit_rows_.size() * static_cast<size_t>(out.vocab_size));
-  SLUICE_RETURN_IF_ERROR(model_->forward(batch, *cache_, out.logits));
+  return Status::ok();
+}
+
+StatusOr<StepLogits> CpuExecutor::execute(const scheduler::StepPlan& plan,
+                                          std::span<const LogitRange> extra) {
+  const size_t S = plan.sequences.size();
+  if (!extra.empty() && extra.size() != S) {
+    return Status::invalid_argument(fmt::format("step {}: {} extra logit ranges for {} sequences",
+                                                plan.step_id, extra.size(), S));
+  }
+  SLUICE_RETURN_IF_ERROR(apply_copies(plan.blocks.copies));
+  StepLogits out;
+  out.vocab_size = model_->config().vocab_size;
+  out.row_of_sequence.assign(S, -1);
+  out.first_extra_row.assign(S, -1);
+  if (S == 0) return out;
+  SLUICE_RETURN_IF_ERROR(builder_.build(plan, extra, cache_->groups().size(), &out));
+  out.logits.resize(builder_.num_logit_rows() * static_cast<size_t>(out.vocab_size));
+  SLUICE_RETURN_IF_ERROR(model_->forward(builder_.batch(), *cache_, out.logits));
   return out;
 }
 

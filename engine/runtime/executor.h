@@ -1,6 +1,10 @@
 #pragma once
-// CpuExecutor: runs a scheduler StepPlan on a Model and its PagedKvCache.
+// Executor: runs a scheduler StepPlan on a model and its KV cache, wherever they live.
+// CpuExecutor (here) runs a models::Model with a PagedKvCache in host memory; the CUDA
+// executor (engine/executor_cuda/) runs a model and its pool on one GPU. Both build the
+// step's ForwardBatch with StepBatchBuilder, so they agree on the layout exactly.
 //
+// CpuExecutor:
 // One execute() is one engine step: the plan's block copies (copy-on-write of forked
 // sequences) first, then one Model::forward over the flattened batch of every scheduled
 // sequence's new tokens, with logits only at the last new token of each sequence that
@@ -56,7 +60,40 @@ struct StepLogits {
   }
 };
 
-class CpuExecutor {
+// The device-independent part of a step: the plan's sequences flattened into one
+// models::ForwardBatch (tokens of sequence i consecutive, in position order; block tables
+// padded with -1 to the widest), with the logit rows the step needs. The spans of batch()
+// point into the builder, valid until the next build().
+class StepBatchBuilder {
+ public:
+  // INVALID_ARGUMENT when the plan does not fit `num_groups` KV groups or `extra` (empty or
+  // one entry per sequence) names positions outside a sequence's new tokens. Fills
+  // out->row_of_sequence and out->first_extra_row (out->logits is left to the caller).
+  Status build(const scheduler::StepPlan& plan, std::span<const LogitRange> extra, size_t num_groups,
+               StepLogits* out);
+  const models::ForwardBatch& batch() const { return batch_; }
+  size_t num_logit_rows() const { return logit_rows_.size(); }
+
+ private:
+  std::vector<int32_t> tokens_, positions_, token_seq_, seq_lens_, logit_rows_;
+  std::vector<std::vector<int32_t>> slots_, block_tables_;
+  models::ForwardBatch batch_;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs the plan's block copies and forward pass. `extra` is empty or has one entry per plan
+  // sequence (LogitRange). INVALID_ARGUMENT when the plan or `extra` does not fit the model
+  // or cache (nothing runs then, except copies already applied).
+  // NOTE: extra rows cost vocab floats each (1 MiB at 262k), so a long prompt chunk with
+  // prompt logprobs makes a large, short-lived logits buffer.
+  virtual StatusOr<StepLogits> execute(const scheduler::StepPlan& plan,
+                                       std::span<const LogitRange> extra = {}) = 0;
+  virtual const models::ModelConfig& config() const = 0;
+};
+
+class CpuExecutor final : public Executor {
  public:
   // Checks that the specs match the model's KV groups (count, kind, window, one block size)
   // and allocates the cache.
@@ -64,13 +101,9 @@ class CpuExecutor {
       std::unique_ptr<models::Model> model, const std::vector<scheduler::KvGroupSpec>& groups,
       const models::ParallelConfig& parallel = {});
 
-  // Runs the plan's copies and forward pass. `extra` is empty or has one entry per plan
-  // sequence (LogitRange). INVALID_ARGUMENT when the plan or `extra` does not fit the model
-  // or cache (nothing runs then, except copies already applied).
-  // NOTE: extra rows cost vocab floats each (1 MiB at 262k), so a long prompt chunk with
-  // prompt logprobs makes a large, short-lived logits buffer.
   StatusOr<StepLogits> execute(const scheduler::StepPlan& plan,
-                               std::span<const LogitRange> extra = {});
+                               std::span<const LogitRange> extra = {}) override;
+  const models::ModelConfig& config() const override { return model_->config(); }
 
   const models::Model& model() const { return *model_; }
   const models::PagedKvCache& cache() const { return *cache_; }
@@ -83,9 +116,7 @@ class CpuExecutor {
   models::ParallelConfig parallel_;
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<models::PagedKvCache> cache_;
-  // Batch buffers, reused between steps.
-  std::vector<int32_t> tokens_, positions_, token_seq_, seq_lens_, logit_rows_;
-  std::vector<std::vector<int32_t>> slots_, block_tables_;
+  StepBatchBuilder builder_;  // reused between steps
 };
 
 }  // namespace sluice::engine
