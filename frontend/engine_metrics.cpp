@@ -89,4 +89,41 @@ EngineMetrics register_engine_metrics(Registry& registry, std::string_view model
   return m;
 }
 
+TenantMetrics TenantMetricFamilies::for_tenant(std::string_view tenant) const {
+  TenantMetrics t{};
+  t.requests = &requests->with({tenant});
+  t.prompt_tokens = &prompt_tokens->with({tenant});
+  t.generation_tokens = &generation_tokens->with({tenant});
+  t.cached_tokens = &cached_tokens->with({tenant});
+  for (size_t i = 0; i < kTenantRejectionReasons.size(); ++i) {
+    t.rejections[i] = &rejections->with({tenant, kTenantRejectionReasons[i]});
+  }
+  t.time_to_first_token = &time_to_first_token->with({tenant});
+  t.e2e_request_latency = &e2e_request_latency->with({tenant});
+  return t;
+}
+
+TenantMetricFamilies register_tenant_metrics(Registry& registry) {
+  const std::vector<std::string> tenant{"tenant"};
+  TenantMetricFamilies f{};
+  f.requests = &registry.counter("sluice_tenant_requests_total",
+                                 "Requests admitted, per tenant.", tenant);
+  f.prompt_tokens = &registry.counter("sluice_tenant_prompt_tokens_total",
+                                      "Prompt tokens of finished requests, per tenant.", tenant);
+  f.generation_tokens = &registry.counter("sluice_tenant_generation_tokens_total",
+                                          "Generated tokens of finished requests, per tenant.", tenant);
+  f.cached_tokens = &registry.counter("sluice_tenant_cached_tokens_total",
+                                      "Prompt tokens served from the prefix cache, per tenant.", tenant);
+  f.rejections = &registry.counter("sluice_tenant_rejections_total",
+                                   "Requests refused by the tenant's limits or model list.",
+                                   {"tenant", "reason"});
+  f.time_to_first_token = &registry.histogram("sluice_tenant_time_to_first_token_seconds",
+                                              "Time to first token in seconds, per tenant.", tenant,
+                                              kTimeToFirstTokenBucketsSeconds);
+  f.e2e_request_latency = &registry.histogram("sluice_tenant_e2e_request_latency_seconds",
+                                              "End-to-end request latency in seconds, per tenant.",
+                                              tenant, kE2eRequestLatencyBucketsSeconds);
+  return f;
+}
+
 }  // namespace sluice::frontend

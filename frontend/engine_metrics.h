@@ -71,4 +71,43 @@ struct EngineMetrics {
 // did) and resolves `model_name`'s series, all at zero.
 EngineMetrics register_engine_metrics(Registry& registry, std::string_view model_name);
 
+// Why a tenant's request was refused (sluice_tenant_rejections_total{tenant,reason}); an
+// unauthenticated request has no tenant and is not counted here.
+inline constexpr std::array<std::string_view, 6> kTenantRejectionReasons = {
+    "rate_limit",          // requests_per_minute
+    "tokens_limit",        // tokens_per_minute
+    "concurrency_limit",   // max_concurrent_requests
+    "max_tokens",          // max_tokens_per_request
+    "prompt_too_long",     // max_prompt_tokens
+    "model_forbidden"};    // a model not in the tenant's list
+
+// One tenant's series (label `tenant` only; the vllm:* series never carry it). Pointers
+// into the registry, valid for its lifetime; update from any thread.
+struct TenantMetrics {
+  Counter* requests;           // sluice_tenant_requests_total: admitted requests
+  Counter* prompt_tokens;      // sluice_tenant_prompt_tokens_total
+  Counter* generation_tokens;  // sluice_tenant_generation_tokens_total
+  Counter* cached_tokens;      // sluice_tenant_cached_tokens_total: prompt tokens from the prefix cache
+  std::array<Counter*, kTenantRejectionReasons.size()> rejections;  // indexed like the reasons
+  Histogram* time_to_first_token;  // sluice_tenant_time_to_first_token_seconds
+  Histogram* e2e_request_latency;  // sluice_tenant_e2e_request_latency_seconds
+};
+
+// The sluice_tenant_* families; for_tenant() resolves (creating at zero) a tenant's series,
+// every rejection reason included, so rate() works from the first scrape.
+struct TenantMetricFamilies {
+  CounterFamily* requests;
+  CounterFamily* prompt_tokens;
+  CounterFamily* generation_tokens;
+  CounterFamily* cached_tokens;
+  CounterFamily* rejections;
+  HistogramFamily* time_to_first_token;
+  HistogramFamily* e2e_request_latency;
+
+  TenantMetrics for_tenant(std::string_view tenant) const;
+};
+
+// Registers the sluice_tenant_* families in `registry` (or finds them).
+TenantMetricFamilies register_tenant_metrics(Registry& registry);
+
 }  // namespace sluice::frontend

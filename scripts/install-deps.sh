@@ -48,6 +48,8 @@ PY_PACKAGES=(
   pytest==9.2.0
   grpcio==1.85.1
   grpcio-tools==1.85.1
+  kubernetes-validate==1.37.0
+  yamllint==1.38.0
 )
 # pip runs when any pinned package is missing or at another version, so a venv made by an
 # older copy of this script gains what was added since.

@@ -40,26 +40,62 @@ void apply_generation_defaults(const ServeContext& ctx, std::string_view body,
   if (ctx.defaults.top_k && absent("top_k")) req.sampling.top_k = *ctx.defaults.top_k;
 }
 
+std::string shown_model(std::string_view model) {
+  return model.size() > 64 ? std::string(model.substr(0, 64)) + "..." : std::string(model);
+}
+
 }  // namespace
 
-std::variant<PreparedRequest, frontend::ApiError> prepare_generation(const ServeContext& ctx,
-                                                                     frontend::ParsedRequest req,
-                                                                     std::string_view body) {
-  if (!req.model.empty() && req.model != ctx.served_name) {
+frontend::ApiError model_forbidden(const Caller& caller, std::string_view model) {
+  if (caller.tenant) caller.tenant->count_rejection(RejectReason::kModelForbidden);
+  frontend::ApiError e;
+  e.http_status = 403;
+  e.type = "permission_error";
+  // NOTE: the same words whether or not the model exists, so a tenant cannot probe for
+  // other tenants' models.
+  e.message = fmt::format("The model `{}` does not exist or you do not have access to it.", shown_model(model));
+  e.param = "model";
+  e.code = "model_not_found";
+  return e;
+}
+
+std::optional<frontend::ApiError> check_model(const ServeContext& ctx, const Caller& caller,
+                                              std::string_view model) {
+  const std::string_view name = model.empty() ? std::string_view(ctx.served_name) : model;
+  if (!caller.tenant || !caller.tenant->spec()->may_use(name)) return model_forbidden(caller, name);
+  if (name != ctx.served_name) {
     frontend::ApiError e;
     e.http_status = 404;
-    e.message = fmt::format("The model `{}` does not exist.",
-                            req.model.size() > 64 ? req.model.substr(0, 64) + "..." : req.model);
+    e.message = fmt::format("The model `{}` does not exist.", shown_model(name));
     e.param = "model";
     e.code = "model_not_found";
     return e;
+  }
+  return std::nullopt;
+}
+
+std::variant<PreparedRequest, RequestError> prepare_generation(const ServeContext& ctx, const Caller& caller,
+                                                               frontend::ParsedRequest req,
+                                                               std::string_view body) {
+  if (auto e = check_model(ctx, caller, req.model)) return RequestError{*e};
+  const std::shared_ptr<Tenant>& tenant = caller.tenant;
+  const std::shared_ptr<const TenantSpec> spec = tenant->spec();
+  const TenantLimits& lim = spec->limits;
+  if (lim.max_tokens_per_request && req.max_tokens && *req.max_tokens > *lim.max_tokens_per_request) {
+    tenant->count_rejection(RejectReason::kMaxTokens);
+    frontend::ApiError e = bad_request(
+        fmt::format("max_tokens is {} but this API key allows at most {} per request; lower max_tokens",
+                    *req.max_tokens, *lim.max_tokens_per_request),
+        "max_tokens");
+    e.code = "max_tokens_exceeded";
+    return RequestError{e};
   }
   if (ctx.draining.load()) {
     frontend::ApiError e;
     e.http_status = 503;
     e.type = "service_unavailable";
     e.message = "The server is shutting down";
-    return e;
+    return RequestError{e};
   }
   if (ctx.max_queued_requests > 0 &&
       ctx.engine->stats().num_waiting_requests >= ctx.max_queued_requests) {
@@ -69,26 +105,26 @@ std::variant<PreparedRequest, frontend::ApiError> prepare_generation(const Serve
     e.type = "service_unavailable";
     e.message = "The server is at capacity; retry shortly";
     e.code = "queue_full";
-    return e;
+    return RequestError{e};
   }
   apply_generation_defaults(ctx, body, req);
 
   PreparedRequest out;
   if (req.endpoint == frontend::Endpoint::kChatCompletions) {
     if (!ctx.tokenizer) {
-      return bad_request("This model has no tokenizer: only token-id prompts on /v1/completions",
-                         "messages");
+      return RequestError{bad_request("This model has no tokenizer: only token-id prompts on /v1/completions",
+                         "messages")};
     }
     chat::ChatRenderOptions ro;
     ro.enable_thinking = req.enable_thinking;
     auto rendered = ctx.formatter->render(req.messages, ro);
-    if (!rendered.is_ok()) return bad_request(rendered.status().message(), "messages");
+    if (!rendered.is_ok()) return RequestError{bad_request(rendered.status().message(), "messages")};
     out.prompts.push_back(ctx.tokenizer->encode(*rendered, /*add_bos=*/false, /*parse_special=*/true));
   } else {
     for (const frontend::PromptInput& p : req.prompts) {
       if (p.text) {
         if (!ctx.tokenizer) {
-          return bad_request("This model has no tokenizer: give the prompt as token ids", "prompt");
+          return RequestError{bad_request("This model has no tokenizer: give the prompt as token ids", "prompt")};
         }
         out.prompts.push_back(
             ctx.tokenizer->encode(*p.text, ctx.tokenizer->add_bos_default(), /*parse_special=*/false));
@@ -98,16 +134,51 @@ std::variant<PreparedRequest, frontend::ApiError> prepare_generation(const Serve
     }
   }
   if (!req.stop.empty() && !ctx.tokenizer) {
-    return bad_request("This model has no tokenizer: stop strings cannot be matched", "stop");
+    return RequestError{bad_request("This model has no tokenizer: stop strings cannot be matched", "stop")};
   }
   for (const auto& p : out.prompts) {
-    if (auto e = frontend::check_context(req, static_cast<int>(p.size()), ctx.limits)) return *e;
+    if (lim.max_prompt_tokens && static_cast<int64_t>(p.size()) > *lim.max_prompt_tokens) {
+      tenant->count_rejection(RejectReason::kPromptTooLong);
+      frontend::ApiError e = bad_request(
+          fmt::format("The prompt has {} tokens but this API key allows at most {}; shorten it", p.size(),
+                      *lim.max_prompt_tokens),
+          req.endpoint == frontend::Endpoint::kChatCompletions ? "messages" : "prompt");
+      e.code = "prompt_too_long";
+      return RequestError{e};
+    }
+  }
+  for (const auto& p : out.prompts) {
+    if (auto e = frontend::check_context(req, static_cast<int>(p.size()), ctx.limits)) return RequestError{*e};
+    // A chat request without max_tokens got the context left; the tenant's cap bounds it.
+    if (lim.max_tokens_per_request && *req.max_tokens > *lim.max_tokens_per_request) {
+      req.max_tokens = static_cast<int32_t>(*lim.max_tokens_per_request);
+    }
   }
   if (!req.stop.empty()) {
     auto compiled = frontend::StopStrings::compile(req.stop);
-    if (!compiled.is_ok()) return bad_request(compiled.status().message(), "stop");
+    if (!compiled.is_ok()) return RequestError{bad_request(compiled.status().message(), "stop")};
     out.stops = *compiled;
   }
+  // Admission last, so that a request refused for any other reason takes nothing.
+  int64_t reserve = 0;
+  for (const auto& p : out.prompts) {
+    reserve += static_cast<int64_t>(p.size()) + int64_t{req.n} * int64_t{*req.max_tokens};
+  }
+  auto admitted = ctx.tenants->admit(tenant, reserve);
+  if (auto* r = std::get_if<Tenants::Rejection>(&admitted)) {
+    frontend::ApiError e;
+    if (r->retry_after_seconds < 0) {
+      e = bad_request(r->message, "max_tokens");
+      e.code = "tokens_limit_exceeded";
+      return RequestError{e};
+    }
+    e.http_status = 429;
+    e.type = "rate_limit_error";
+    e.message = r->message;
+    e.code = std::string(reject_reason_name(r->reason)) + "_exceeded";
+    return RequestError{e, r->retry_after_seconds};
+  }
+  out.lease = std::move(std::get<std::shared_ptr<TenantLease>>(admitted));
   out.request = std::move(req);
   return out;
 }
@@ -128,7 +199,7 @@ class GenerationJob::Sink final : public engine::OutputSink {
 
 GenerationJob::GenerationJob(ServeContext& ctx, PreparedRequest prepared, std::string request_id)
     : ctx_(ctx), request_(std::move(prepared.request)), stops_(std::move(prepared.stops)),
-      request_id_(std::move(request_id)), start_(Clock::now()) {
+      lease_(std::move(prepared.lease)), request_id_(std::move(request_id)), start_(Clock::now()) {
   for (auto& p : prepared.prompts) {
     Sub sub;
     sub.prompt = std::move(p);
@@ -159,6 +230,14 @@ std::shared_ptr<GenerationJob> GenerationJob::start(ServeContext& ctx, PreparedR
 void GenerationJob::submit(int sub_index) {
   Sub& sub = subs_[static_cast<size_t>(sub_index)];
   engine::Request r = frontend::to_engine_request(request_, sub.prompt);
+  if (lease_) {
+    // Server-derived: the client names none of these.
+    const TenantSpec& spec = lease_->spec();
+    r.tenant = lease_->tenant().numeric_id();
+    r.priority = spec.priority;
+    r.weight = spec.weight;
+    r.cache_namespace = spec.cache_namespace;
+  }
   sub.id = ctx_.engine->submit(std::move(r), std::make_shared<Sink>(weak_from_this(), sub_index));
 }
 
@@ -203,6 +282,7 @@ void GenerationJob::cancel() {
   int unfinished = 0;
   for (const Choice& ch : choices_) unfinished += ch.finished ? 0 : 1;
   ctx_.metrics->request_success_for("abort").inc(unfinished);
+  settle();
   SLUICE_LOG_INFO("request {} aborted by the client ({} choices unfinished, {:.1f} ms)", request_id_,
                   unfinished, std::chrono::duration<double, std::milli>(Clock::now() - start_).count());
 }
@@ -221,6 +301,11 @@ void GenerationJob::apply(Queued& q, std::vector<ChoiceUpdate>* out) {
     if (!first_token_) {
       first_token_ = q.at;
       ctx_.metrics->time_to_first_token->observe(std::chrono::duration<double>(q.at - start_).count());
+      if (lease_) {
+        lease_->mark_running();
+        lease_->tenant().metrics().time_to_first_token->observe(
+            std::chrono::duration<double>(q.at - start_).count());
+      }
     }
     if (ch.last_token_at) {
       ctx_.metrics->inter_token_latency->observe(
@@ -268,6 +353,14 @@ void GenerationJob::apply(Queued& q, std::vector<ChoiceUpdate>* out) {
   out->push_back(std::move(u));
 }
 
+void GenerationJob::settle() {
+  if (settled_ || !lease_) return;
+  settled_ = true;
+  const GenerationUsage u = usage();
+  lease_->tenant().count_tokens(u.prompt_tokens, u.cached_tokens, u.completion_tokens);
+  lease_->release(u.prompt_tokens + u.completion_tokens);
+}
+
 GenerationUsage GenerationJob::usage() const {
   GenerationUsage u;
   for (const Sub& s : subs_) {
@@ -285,6 +378,8 @@ void GenerationJob::finish() {
   m.prompt_tokens->inc(static_cast<double>(u.prompt_tokens));
   m.generation_tokens->inc(static_cast<double>(u.completion_tokens));
   m.e2e_request_latency->observe(total);
+  if (lease_) lease_->tenant().metrics().e2e_request_latency->observe(total);
+  settle();
   std::string reasons;
   for (const Choice& ch : choices_) {
     const std::string_view r = engine_failed_ ? std::string_view("error") : ch.finish_reason;
@@ -294,7 +389,8 @@ void GenerationJob::finish() {
   const double ttft = first_token_ ? std::chrono::duration<double>(*first_token_ - start_).count() : 0.0;
   // One line per finished request (a structured object with --log-format json).
   log_fields(LogLevel::kInfo, fmt::format("request {} done", request_id_),
-             {{"request_id", request_id_}, {"prompt_tokens", u.prompt_tokens},
+             {{"request_id", request_id_}, {"tenant", lease_ ? lease_->tenant().id() : std::string()},
+              {"prompt_tokens", u.prompt_tokens},
               {"completion_tokens", u.completion_tokens}, {"cached_tokens", u.cached_tokens},
               {"ttft_ms", ttft * 1e3}, {"total_ms", total * 1e3}, {"finish_reason", reasons}});
 }

@@ -3,7 +3,7 @@
 // parse their request into a frontend::ParsedRequest with the one validator
 // (frontend/openai_request.h), then:
 //
-//   auto prepared = prepare_generation(ctx, std::move(parsed), body);   // or an ApiError
+//   auto prepared = prepare_generation(ctx, caller, std::move(parsed), body);  // or a RequestError
 //   auto job = GenerationJob::start(ctx, std::move(prepared), request_id);
 //   job->on_ready(wake);                 // wake() from any thread when take() has news
 //   std::vector<ChoiceUpdate> updates;
@@ -35,6 +35,7 @@
 #include "frontend/stop_matcher.h"
 #include "frontend/text_stream.h"
 #include "server/serve_context.h"
+#include "server/tenants.h"
 
 namespace sluice::server {
 
@@ -43,18 +44,41 @@ struct PreparedRequest {
   frontend::ParsedRequest request;
   std::vector<std::vector<TokenId>> prompts;  // one engine request each, n choices each
   std::shared_ptr<const frontend::StopStrings> stops;  // null: none
+  // The tenant's hold (in-flight slot, reserved tokens); its spec names the tenant id,
+  // priority, weight and cache namespace the engine requests carry.
+  std::shared_ptr<TenantLease> lease;
 };
 
-// After parse_request: the model name (404 model_not_found when it is not the served one),
-// admission (503 service_unavailable while draining or when --max-queued-requests are
-// waiting; the caller adds Retry-After), the model's generation_config defaults for what
-// `body` leaves out or sets to null (empty `body`: none left out are known, no defaults
+// A refused request: the API error, and for a 429 the seconds a retry must wait.
+struct RequestError {
+  frontend::ApiError error;
+  int64_t retry_after_seconds = 1;
+};
+
+// The ApiError of a model `caller`'s tenant may not use: 403 permission_error, one message
+// whether or not the model exists. Counts a model_forbidden rejection.
+frontend::ApiError model_forbidden(const Caller& caller, std::string_view model);
+// Whether `caller` may use the served model named `model` (empty: the served one): nullopt
+// when it may; else the 403 (model_forbidden above) or, for a tenant allowed that name
+// (or "*"), a 404 model_not_found when it is not the served model.
+std::optional<frontend::ApiError> check_model(const ServeContext& ctx, const Caller& caller,
+                                              std::string_view model);
+
+// After parse_request: the model name (check_model: 403 for a model the tenant may not
+// use, 404 model_not_found for an unknown one), admission (503 service_unavailable while
+// draining or when --max-queued-requests are waiting; the caller adds Retry-After), the
+// model's generation_config defaults for what `body` leaves out or sets to null (empty `body`: none left out are known, no defaults
 // applied), chat rendering and tokenization, the context check (400
 // context_length_exceeded), and stop-string compilation. A model without a tokenizer takes
 // only token-id completions prompts, without stop strings.
-std::variant<PreparedRequest, frontend::ApiError> prepare_generation(const ServeContext& ctx,
-                                                                     frontend::ParsedRequest parsed,
-                                                                     std::string_view body);
+// Then the tenant's limits: max_tokens over max_tokens_per_request is a 400 (param
+// max_tokens, code max_tokens_exceeded; unset max_tokens is capped at the limit instead), a
+// prompt over max_prompt_tokens a 400 (code prompt_too_long), and last the tenant's
+// admission (429 rate_limit_error with retry_after_seconds; a reservation that can never
+// fit tokens_per_minute a 400 code tokens_limit_exceeded). Each refusal is counted.
+std::variant<PreparedRequest, RequestError> prepare_generation(const ServeContext& ctx, const Caller& caller,
+                                                               frontend::ParsedRequest parsed,
+                                                               std::string_view body);
 
 // New output of one choice since its previous update.
 struct ChoiceUpdate {
@@ -134,10 +158,14 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void enqueue(int sub, engine::Delta d);
   void apply(Queued& q, std::vector<ChoiceUpdate>* out);
   void finish();
+  // Counts the tenant's tokens and ends its lease (refunding unused reserved tokens). Once.
+  void settle();
 
   ServeContext& ctx_;
   frontend::ParsedRequest request_;
   std::shared_ptr<const frontend::StopStrings> stops_;
+  std::shared_ptr<TenantLease> lease_;  // null only in tests that build jobs by hand
+  bool settled_ = false;
   const std::string request_id_;
   const Clock::time_point start_;
   std::optional<Clock::time_point> first_token_;

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "server/generation.h"
+#include "sluice/v1/admin.grpc.pb.h"
 #include "sluice/v1/inference.grpc.pb.h"
 
 namespace sluice::server {
@@ -42,29 +43,51 @@ bool sane_request_id(std::string_view id) {
   });
 }
 
-// Compares without an early exit, so the time taken does not tell how much of a key matched.
-bool same_secret(std::string_view given, std::string_view key) {
-  if (given.size() != key.size() || key.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
-  return diff == 0;
-}
-
-// With --api-key: UNAUTHENTICATED unless the metadata carries `authorization: Bearer KEY`.
-std::optional<grpc::Status> check_auth(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
-  if (ctx.api_key.empty()) return std::nullopt;
+// The caller of an Inference RPC, from the metadata `authorization: Bearer KEY`:
+// UNAUTHENTICATED without a key that names a tenant, PERMISSION_DENIED for the admin key.
+std::variant<Caller, grpc::Status> authenticate(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
   const auto& md = call->client_metadata();
   const auto it = md.find("authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (it != md.end()) {
-    const std::string_view v(it->second.data(), it->second.size());
-    if (v.size() > kBearer.size() && v.substr(0, kBearer.size()) == kBearer &&
-        same_secret(v.substr(kBearer.size()), ctx.api_key)) {
-      return std::nullopt;
-    }
+  std::optional<std::string_view> header;
+  if (it != md.end()) header = std::string_view(it->second.data(), it->second.size());
+  std::optional<Caller> caller = ctx.tenants->authenticate(bearer_token(header));
+  if (!caller) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "Incorrect or missing API key (metadata authorization: Bearer KEY)");
   }
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      "Incorrect or missing API key (metadata authorization: Bearer KEY)");
+  if (caller->admin) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "The admin key is for the Admin service only; use a tenant's key");
+  }
+  return *std::move(caller);
+}
+
+// The Admin service's gate (it is served only with a tenants file): PERMISSION_DENIED when
+// the file names no admin key, or for a tenant's key; UNAUTHENTICATED for a missing or
+// unknown key.
+std::optional<grpc::Status> check_admin(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
+  if (!ctx.tenants->has_admin()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "The Admin service is off: the tenants file names no admin_api_key_sha256");
+  }
+  const auto& md = call->client_metadata();
+  const auto it = md.find("authorization");
+  std::optional<std::string_view> header;
+  if (it != md.end()) header = std::string_view(it->second.data(), it->second.size());
+  std::optional<Caller> caller = ctx.tenants->authenticate(bearer_token(header));
+  if (!caller) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "Incorrect or missing admin key (metadata authorization: Bearer KEY)");
+  }
+  if (!caller->admin) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "The Admin service needs the admin key");
+  }
+  return std::nullopt;
+}
+
+// Tenant ids have no '/', so the key is unambiguous.
+std::string stream_key(std::string_view tenant, std::string_view request_id) {
+  return fmt::format("{}/{}", tenant, request_id);
 }
 
 grpc::Status invalid_argument(std::string_view field, std::string message) {
@@ -217,7 +240,22 @@ struct GrpcServer::Impl {
     Impl& impl_;
   };
 
-  Impl(ServeContext& c, GrpcServerOptions o) : ctx(c), opt(std::move(o)), service(*this) {
+  // sluice.v1.Admin (admin.proto), behind the admin key (check_admin).
+  class AdminService final : public pb::Admin::CallbackService {
+   public:
+    explicit AdminService(Impl& impl) : impl_(impl) {}
+    grpc::ServerUnaryReactor* TenantUsage(grpc::CallbackServerContext* call, const pb::TenantUsageRequest* req,
+                                          pb::TenantUsageResponse* resp) override;
+    grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* call, const pb::ReloadRequest* req,
+                                     pb::ReloadResponse* resp) override;
+    grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* call, const pb::DrainRequest* req,
+                                    pb::DrainResponse* resp) override;
+
+   private:
+    Impl& impl_;
+  };
+
+  Impl(ServeContext& c, GrpcServerOptions o) : ctx(c), opt(std::move(o)), service(*this), admin_service(*this) {
     std::random_device rd;
     id_prefix = fmt::format("{:08x}", rd());
   }
@@ -225,7 +263,8 @@ struct GrpcServer::Impl {
   bool is_draining() const { return draining.load() || ctx.draining.load(); }
   std::string new_request_id() { return fmt::format("grpc-{}{:08x}", id_prefix, next_id.fetch_add(1)); }
 
-  // Running Generate streams by request id (for Abort and shutdown). False: the id is taken.
+  // Running Generate streams by stream_key(tenant, request id) (for Abort and shutdown).
+  // False: the id is taken.
   bool register_stream(const std::string& id, const std::shared_ptr<GenerateStream>& s);
   void stream_done(const std::string& id, bool registered);
   grpc::Status tokenize(grpc::CallbackServerContext* call, const pb::TokenizeRequest& req,
@@ -234,6 +273,7 @@ struct GrpcServer::Impl {
   ServeContext& ctx;
   const GrpcServerOptions opt;
   Service service;
+  AdminService admin_service;
   std::unique_ptr<grpc::Server> server;
   int bound_port = 0;
   std::atomic<bool> draining{false};
@@ -242,6 +282,7 @@ struct GrpcServer::Impl {
 
   std::mutex mu;  // guards the fields below
   std::condition_variable all_done;
+  // Keyed per tenant, so that tenants neither reach nor collide with each other's ids.
   std::unordered_map<std::string, std::weak_ptr<GenerateStream>> streams;
   int active_streams = 0;  // Generate calls not yet done, registered or not
   bool shut_down = false;
@@ -268,7 +309,10 @@ class GenerateStream final : public grpc::ServerWriteReactor<pb::GenerateRespons
   void start(const pb::GenerateRequest& req) {
     self_ = shared_from_this();
     ServeContext& ctx = server_.ctx;
-    if (auto denied = check_auth(ctx, call_)) return fail(*denied);
+    auto auth = authenticate(ctx, call_);
+    if (auto* denied = std::get_if<grpc::Status>(&auth)) return fail(*denied);
+    const Caller& caller = std::get<Caller>(auth);
+    tenant_id_ = caller.tenant->id();
     if (server_.is_draining()) {
       return fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "The server is shutting down"));
     }
@@ -281,8 +325,13 @@ class GenerateStream final : public grpc::ServerWriteReactor<pb::GenerateRespons
     auto& [endpoint, text] = std::get<0>(body);
     auto parsed = frontend::parse_request(endpoint, text, ctx.limits);
     if (auto* e = std::get_if<frontend::ApiError>(&parsed)) return fail_api(*e, req);
-    auto prepared = prepare_generation(ctx, std::move(std::get<frontend::ParsedRequest>(parsed)), text);
-    if (auto* e = std::get_if<frontend::ApiError>(&prepared)) return fail_api(*e, req);
+    auto prepared = prepare_generation(ctx, caller, std::move(std::get<frontend::ParsedRequest>(parsed)), text);
+    if (auto* e = std::get_if<RequestError>(&prepared)) {
+      if (e->error.http_status == 429) {
+        call_->AddTrailingMetadata("retry-after", std::to_string(std::max<int64_t>(1, e->retry_after_seconds)));
+      }
+      return fail_api(e->error, req);
+    }
 
     request_id_ = req.request_id().empty() ? server_.new_request_id() : req.request_id();
     {
@@ -291,7 +340,8 @@ class GenerateStream final : public grpc::ServerWriteReactor<pb::GenerateRespons
       std::lock_guard<std::mutex> lock(mu_);
       pumping_ = true;
     }
-    if (!server_.register_stream(request_id_, shared_from_this())) {
+    stream_key_ = stream_key(tenant_id_, request_id_);
+    if (!server_.register_stream(stream_key_, shared_from_this())) {
       return fail(grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                                fmt::format("request_id {} is already running", request_id_)));
     }
@@ -335,7 +385,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<pb::GenerateRespons
   }
 
   void OnDone() override {
-    server_.stream_done(request_id_, registered_);
+    server_.stream_done(stream_key_, registered_);
     self_.reset();  // may destroy this; nothing after it
   }
 
@@ -465,6 +515,8 @@ class GenerateStream final : public grpc::ServerWriteReactor<pb::GenerateRespons
   grpc::CallbackServerContext* const call_;
   std::shared_ptr<GenerateStream> self_;
   std::string request_id_;
+  std::string tenant_id_;   // who started it: only that tenant may Abort it
+  std::string stream_key_;  // its key in Impl::streams
   bool registered_ = false;
 
   // The pumping thread only:
@@ -512,14 +564,16 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::Abort(grpc::CallbackServerC
                                                           const pb::AbortRequest* req,
                                                           pb::AbortResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  if (auto denied = check_auth(impl_.ctx, call)) {
+  auto auth = authenticate(impl_.ctx, call);
+  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
     reactor->Finish(*denied);
     return reactor;
   }
   std::shared_ptr<GenerateStream> stream;
   {
     std::lock_guard<std::mutex> lock(impl_.mu);
-    auto it = impl_.streams.find(req->request_id());
+    // Another tenant's request is not found, as if it did not exist.
+    auto it = impl_.streams.find(stream_key(std::get<Caller>(auth).tenant->id(), req->request_id()));
     if (it != impl_.streams.end()) stream = it->second.lock();
   }
   resp->set_found(stream != nullptr);
@@ -534,12 +588,9 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::Abort(grpc::CallbackServerC
 
 grpc::Status GrpcServer::Impl::tokenize(grpc::CallbackServerContext* call, const pb::TokenizeRequest& req,
                                         pb::TokenizeResponse* resp) {
-  if (auto denied = check_auth(ctx, call)) return *denied;
-  if (!req.model().empty() && req.model() != ctx.served_name) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        fmt::format("The model `{}` does not exist.",
-                                    req.model().size() > 64 ? req.model().substr(0, 64) + "..." : req.model()));
-  }
+  auto auth = authenticate(ctx, call);
+  if (auto* denied = std::get_if<grpc::Status>(&auth)) return *denied;
+  if (auto e = check_model(ctx, std::get<Caller>(auth), req.model())) return to_status(*e, false, "model");
   if (!ctx.tokenizer) return invalid_argument("text", "This model has no tokenizer");
   std::vector<int32_t> ids;
   if (req.messages_size() > 0) {
@@ -577,8 +628,13 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::ListModels(grpc::CallbackSe
                                                                const pb::ListModelsRequest*,
                                                                pb::ListModelsResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  if (auto denied = check_auth(impl_.ctx, call)) {
+  auto auth = authenticate(impl_.ctx, call);
+  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
     reactor->Finish(*denied);
+    return reactor;
+  }
+  if (!std::get<Caller>(auth).tenant->spec()->may_use(impl_.ctx.served_name)) {
+    reactor->Finish(grpc::Status::OK);  // only the tenant's models: none here
     return reactor;
   }
   pb::Model* m = resp->add_models();
@@ -594,7 +650,8 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::GetLoad(grpc::CallbackServe
                                                             const pb::GetLoadRequest*,
                                                             pb::GetLoadResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  if (auto denied = check_auth(impl_.ctx, call)) {
+  auto auth = authenticate(impl_.ctx, call);
+  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
     reactor->Finish(*denied);
     return reactor;
   }
@@ -610,6 +667,85 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::GetLoad(grpc::CallbackServe
     k->set_blocks_total(s.kv_blocks_total[g]);
   }
   resp->set_kv_usage(s.kv_usage);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcServer::Impl::AdminService::TenantUsage(grpc::CallbackServerContext* call,
+                                                                     const pb::TenantUsageRequest* req,
+                                                                     pb::TenantUsageResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  if (auto denied = check_admin(impl_.ctx, call)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
+  const std::vector<server::TenantUsage> usage = impl_.ctx.tenants->usage(req->tenant_id());
+  if (!req->tenant_id().empty() && usage.empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                 fmt::format("No tenant `{}` is in force", req->tenant_id().substr(0, 64))));
+    return reactor;
+  }
+  for (const server::TenantUsage& u : usage) {
+    pb::TenantUsage* t = resp->add_tenants();
+    t->set_tenant_id(u.id);
+    t->set_requests(u.requests);
+    int64_t rejected = 0;
+    for (size_t i = 0; i < kNumRejectReasons; ++i) {
+      rejected += u.rejections[i];
+      (*t->mutable_rejections())[std::string(frontend::kTenantRejectionReasons[i])] = u.rejections[i];
+    }
+    t->set_rejected_requests(rejected);
+    t->set_prompt_tokens(u.prompt_tokens);
+    t->set_completion_tokens(u.completion_tokens);
+    t->set_cached_tokens(u.cached_tokens);
+    t->set_running_requests(u.running);
+    t->set_waiting_requests(u.waiting);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcServer::Impl::AdminService::Reload(grpc::CallbackServerContext* call,
+                                                                const pb::ReloadRequest*,
+                                                                pb::ReloadResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  if (auto denied = check_admin(impl_.ctx, call)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
+  const Status r = impl_.ctx.tenants->reload();
+  if (!r.is_ok()) {
+    SLUICE_LOG_ERROR("Admin.Reload rejected, the tenants in force stay: {}", r.message());
+    reactor->Finish(grpc::Status(r.code() == StatusCode::kNotFound ? grpc::StatusCode::NOT_FOUND
+                                                                    : grpc::StatusCode::INVALID_ARGUMENT,
+                                 r.message()));
+    return reactor;
+  }
+  SLUICE_LOG_INFO("Admin.Reload: reloaded {}: {} tenants", impl_.ctx.tenants->path(), impl_.ctx.tenants->size());
+  resp->set_tenants(static_cast<int32_t>(impl_.ctx.tenants->size()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GrpcServer::Impl::AdminService::Drain(grpc::CallbackServerContext* call,
+                                                               const pb::DrainRequest* req, pb::DrainResponse*) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  if (auto denied = check_admin(impl_.ctx, call)) {
+    reactor->Finish(*denied);
+    return reactor;
+  }
+  if (req->has_timeout_seconds() && !(req->timeout_seconds() >= 0 && req->timeout_seconds() <= 86400)) {
+    reactor->Finish(invalid_argument("timeout_seconds", "timeout_seconds must be in [0, 86400]"));
+    return reactor;
+  }
+  if (!impl_.ctx.request_drain) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "The server is not serving yet"));
+    return reactor;
+  }
+  SLUICE_LOG_INFO("Admin.Drain");
+  std::optional<double> timeout;
+  if (req->has_timeout_seconds()) timeout = req->timeout_seconds();
+  impl_.ctx.request_drain(timeout);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -634,6 +770,9 @@ std::optional<std::string> GrpcServer::start() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &m.bound_port);
   builder.RegisterService(&m.service);
+  // Without a tenants file the Admin service does not exist (UNIMPLEMENTED): no admin key
+  // can be configured then.
+  if (m.ctx.tenants->from_file()) builder.RegisterService(&m.admin_service);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(m.opt.max_message_bytes, INT32_MAX)));
   m.server = builder.BuildAndStart();
   if (!m.server || m.bound_port == 0) {

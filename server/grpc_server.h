@@ -1,7 +1,8 @@
 #pragma once
 // GrpcServer: the gRPC API of `sluice serve` (proto/sluice/v1/inference.proto, INTERFACES.md
 // "gRPC API"): service sluice.v1.Inference (Generate, Abort, Tokenize, ListModels,
-// GetLoad) and the standard grpc.health.v1.Health, on their own port.
+// GetLoad), sluice.v1.Admin (admin.proto) and the standard grpc.health.v1.Health, on
+// their own port.
 //
 // Generate is validated exactly as the HTTP API validates a request: the GenerateRequest
 // becomes the JSON body that POST /v1/chat/completions (messages) or /v1/completions (text
@@ -14,8 +15,11 @@
 // Streams use gRPC's callback API (no thread per stream): a stream writes as its job wakes
 // it, one write in flight at a time, merging updates that arrive meanwhile. A client's
 // cancel or deadline, and Abort, cancel the job (the engine drops the request within one
-// step). With ServeContext::api_key set, every Inference RPC needs the metadata
-// `authorization: Bearer KEY`; Health is open (INTERFACES.md, "Auth matrix").
+// step). Every Inference RPC needs the metadata `authorization: Bearer KEY` with a tenant's
+// key unless the daemon is open (ServeContext::tenants); Abort reaches only the caller's own
+// tenant's streams. sluice.v1.Admin (TenantUsage, Reload, Drain) is served only with a
+// tenants file (else UNIMPLEMENTED) and needs its admin key; Health is open (INTERFACES.md,
+// "Auth matrix").
 //
 // gRPC headers stay inside grpc_server.cpp (they compile slowly).
 

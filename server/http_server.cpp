@@ -7,6 +7,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <csignal>
 #include <exception>
 #include <nlohmann/json.hpp>
@@ -138,7 +141,9 @@ struct HttpServer::Impl {
   asio::io_context ioc;  // destroyed after everything below, which uses it
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  asio::signal_set hup_signals{ioc};  // SIGHUP, only with opt.on_sighup
   asio::steady_timer drain_timer{ioc};
+  std::atomic<int64_t> drain_timeout_ms{0};
   std::chrono::steady_clock::time_point drain_deadline;
   std::vector<Route> routes;
   std::atomic<bool> draining{false};
@@ -185,6 +190,35 @@ struct HttpServer::Impl {
     return r;
   }
 
+  struct WatchState {
+    bool active = true;
+    bool gone = false;
+    bool ready = false;
+  };
+
+  // Watches for the peer hanging up while nothing is being written: readable with nothing
+  // to read means EOF. The peek never blocks (MSG_DONTWAIT): readiness can be reported with
+  // no byte there, and a blocking peek would stall the connection's strand (and its wakes)
+  // until the client gives up. A spurious wake-up re-arms the watch; a byte that is there
+  // (a pipelined request) ends it.
+  static void watch_peer(tcp::socket& socket, const std::shared_ptr<WatchState>& state,
+                         const std::shared_ptr<asio::steady_timer>& timer) {
+    socket.async_wait(tcp::socket::wait_read, [state, timer, &socket](beast::error_code ec) {
+      // Runs on the connection's strand; `socket` is alive while state->active.
+      if (ec || !state->active) return;
+      char c = 0;
+      const ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        watch_peer(socket, state, timer);
+        return;
+      }
+      if (n <= 0) {
+        state->gone = true;
+        timer->cancel();
+      }
+    });
+  }
+
   // Waits until `body` has something for take(), the client closes its socket (kGone), or
   // `deadline` passes (kTimedOut). The readiness watch on the socket notices a peer that
   // hung up while nothing is being written (a non-streamed request waiting for the engine).
@@ -193,37 +227,26 @@ struct HttpServer::Impl {
     auto ex = co_await asio::this_coro::executor;
     auto timer = std::make_shared<asio::steady_timer>(ex, deadline);
     // Touched only on the connection's strand.
-    struct WatchState {
-      bool active = true;
-      bool gone = false;
-      bool ready = false;
-    };
     auto state = std::make_shared<WatchState>();
     // The wake may come after this wait ended (a timeout): it then only touches shared state.
+    // Moving the expiry into the past (rather than cancel()) also covers a wake that runs
+    // before the wait below has started: that wait then completes at once.
     body->on_ready([ex, timer, state] {
       asio::post(ex, [timer, state] {
         state->ready = true;
-        timer->cancel();
+        timer->expires_at(Clock::time_point::min());
       });
     });
-    socket.async_wait(tcp::socket::wait_read, [state, timer, &socket](beast::error_code ec) {
-      // Runs on the connection's strand; `socket` is alive while state->active.
-      if (ec || !state->active) return;
-      char c = 0;
-      beast::error_code rec;
-      const size_t n = socket.receive(asio::buffer(&c, 1), tcp::socket::message_peek, rec);
-      if (rec || n == 0) {
-        state->gone = true;
-        timer->cancel();
-      }
-    });
+    watch_peer(socket, state, timer);
     beast::error_code ec;
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     const bool expired = !ec;
     state->active = false;
     socket.cancel(ec);  // the readiness watch
+    // Output that is ready goes first: a peer that left makes the write fail.
+    if (state->ready) co_return BodyWait::kReady;
     if (state->gone) co_return BodyWait::kGone;
-    if (expired && !state->ready) co_return BodyWait::kTimedOut;
+    if (expired) co_return BodyWait::kTimedOut;
     co_return BodyWait::kReady;
   }
 
@@ -559,19 +582,41 @@ struct HttpServer::Impl {
   }
 
   void on_signal(int sig) {
+    if (draining.exchange(true)) {  // drain() came first: a signal now exits at once
+      ioc.stop();
+      return;
+    }
     SLUICE_LOG_INFO("signal {}: draining (up to {} ms); a second signal exits at once", sig,
-                    opt.drain_timeout.count());
-    draining.store(true);
+                    drain_timeout_ms.load());
+    begin_drain();
+  }
+
+  // On an io thread, once: the drain, whatever started it. `draining` is already set.
+  void begin_drain() {
     if (opt.on_drain) opt.on_drain();
-    drain_deadline = std::chrono::steady_clock::now() + opt.drain_timeout;
+    drain_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_timeout_ms.load());
     signals.async_wait([this](beast::error_code e, int) {
       if (!e) ioc.stop();
     });
     poll_drain();
   }
+
+  void wait_hup() {
+    hup_signals.async_wait([this](beast::error_code e, int) {
+      if (e) return;
+      try {
+        opt.on_sighup();
+      } catch (const std::exception& ex) {
+        SLUICE_LOG_ERROR("SIGHUP handler failed: {}", ex.what());
+      }
+      wait_hup();
+    });
+  }
 };
 
-HttpServer::HttpServer(HttpServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+HttpServer::HttpServer(HttpServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  impl_->drain_timeout_ms = impl_->opt.drain_timeout.count();
+}
 
 HttpServer::~HttpServer() = default;
 
@@ -604,6 +649,11 @@ std::optional<std::string> HttpServer::start() {
   m.signals.async_wait([&m](beast::error_code e, int sig) {
     if (!e) m.on_signal(sig);
   });
+  if (m.opt.on_sighup) {
+    m.hup_signals.add(SIGHUP, ec);
+    if (ec) return fmt::format("cannot catch SIGHUP: {}", ec.message());
+    m.wait_hup();
+  }
   asio::co_spawn(m.ioc, m.accept_loop(), asio::detached);
   return std::nullopt;
 }
@@ -618,6 +668,18 @@ void HttpServer::run() {
 }
 
 void HttpServer::stop() { impl_->ioc.stop(); }
+
+void HttpServer::drain(std::optional<std::chrono::milliseconds> timeout) {
+  Impl& m = *impl_;
+  if (m.draining.exchange(true)) return;
+  if (timeout) m.drain_timeout_ms = timeout->count();
+  SLUICE_LOG_INFO("drain requested: draining (up to {} ms); a signal exits at once", m.drain_timeout_ms.load());
+  asio::post(m.ioc, [&m] { m.begin_drain(); });
+}
+
+std::chrono::milliseconds HttpServer::drain_timeout() const {
+  return std::chrono::milliseconds(impl_->drain_timeout_ms.load());
+}
 
 bool HttpServer::draining() const { return impl_->draining.load(); }
 

@@ -12,7 +12,7 @@
 //   ({"error": {"message", "type", "param", "code"}}).
 // - Every response carries X-Request-Id: the client's (when it is a sane token of at most
 //   128 printable bytes) or a fresh one, available to handlers as HttpRequest::request_id.
-// - Draining (after SIGINT/SIGTERM in run()): requests get 503 with Retry-After and
+// - Draining (after SIGINT/SIGTERM in run(), or drain()): requests get 503 with Retry-After and
 //   Connection: close (except on routes registered with while_draining: /health, /ready),
 //   requests in flight finish until drain_timeout, then run() returns. The listener stays
 //   open meanwhile so that new clients and probes get that 503 rather than a refused
@@ -141,9 +141,12 @@ struct HttpServerOptions {
   // Called on an io thread after each response (see AccessRecord); must be quick (format
   // and write a log line) and must not throw (an exception is logged and dropped).
   std::function<void(const AccessRecord&)> on_complete;
-  // Called once, on an io thread, when the first SIGINT/SIGTERM starts the drain (the other
-  // front ends stop taking work).
+  // Called once, on an io thread, when the first SIGINT/SIGTERM (or drain()) starts the
+  // drain (the other front ends stop taking work).
   std::function<void()> on_drain;
+  // When set, SIGHUP is caught (not fatal) and each one calls this on an io thread, e.g. to
+  // reload a configuration file. Unset: SIGHUP keeps its default action.
+  std::function<void()> on_sighup;
 };
 
 class HttpServer {
@@ -167,6 +170,11 @@ class HttpServer {
   void run();
   // Stops at once (any thread).
   void stop();
+  // Starts the drain as the first SIGINT/SIGTERM does (any thread; a no-op once draining).
+  // `timeout` replaces drain_timeout for this drain.
+  void drain(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+  // The drain timeout in force (drain_timeout, or the one drain() was given).
+  std::chrono::milliseconds drain_timeout() const;
   // True from the first signal on: /ready reports 503.
   bool draining() const;
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -302,20 +303,25 @@ class CompletionBody final : public PendingBody {
 
 }  // namespace
 
-HttpResponse api_error_response(const frontend::ApiError& e) {
+HttpResponse api_error_response(const frontend::ApiError& e, int64_t retry_after_seconds) {
   HttpResponse r = error_response(e.http_status, e.type, e.message,
                                   e.param ? std::optional<std::string_view>(*e.param) : std::nullopt,
                                   e.code ? std::optional<std::string_view>(*e.code) : std::nullopt);
-  if (e.http_status == 503 || e.http_status == 429) r.headers.emplace_back("Retry-After", "1");
+  if (e.http_status == 503 || e.http_status == 429) {
+    r.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, retry_after_seconds)));
+  }
   return r;
 }
 
-HttpResponse handle_generate(ServeContext& ctx, frontend::Endpoint endpoint, const HttpRequest& http) {
+HttpResponse handle_generate(ServeContext& ctx, const Caller& caller, frontend::Endpoint endpoint,
+                             const HttpRequest& http) {
   auto parsed = frontend::parse_request(endpoint, http.body, ctx.limits);
   if (auto* e = std::get_if<frontend::ApiError>(&parsed)) return api_error_response(*e);
   auto prepared_or =
-      prepare_generation(ctx, std::move(std::get<frontend::ParsedRequest>(parsed)), http.body);
-  if (auto* e = std::get_if<frontend::ApiError>(&prepared_or)) return api_error_response(*e);
+      prepare_generation(ctx, caller, std::move(std::get<frontend::ParsedRequest>(parsed)), http.body);
+  if (auto* e = std::get_if<RequestError>(&prepared_or)) {
+    return api_error_response(e->error, e->retry_after_seconds);
+  }
   PreparedRequest prepared = std::move(std::get<PreparedRequest>(prepared_or));
 
   // echo: the prompt's text precedes each choice's completion (token-id prompts are
@@ -343,15 +349,15 @@ HttpResponse handle_generate(ServeContext& ctx, frontend::Endpoint endpoint, con
 // POST /tokenize (vLLM's shape): {"prompt": str, "add_special_tokens": bool = true} or a
 // chat body {"messages": [...], "add_generation_prompt": bool} (rendered with the chat
 // template, as a chat request is) -> {"count", "max_model_len", "tokens"}.
-HttpResponse handle_tokenize(ServeContext& ctx, const HttpRequest& http) {
+HttpResponse handle_tokenize(ServeContext& ctx, const Caller& caller, const HttpRequest& http) {
   const json j = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return bad_request("The body must be a JSON object", "body");
-  if (!ctx.tokenizer) return bad_request("This model has no tokenizer", "prompt");
-  if (j.contains("model") && !j["model"].is_null() &&
-      (!j["model"].is_string() || j["model"].get<std::string>() != ctx.served_name)) {
-    return error_response(404, "invalid_request_error", "The model does not exist.", "model",
-                          "model_not_found");
+  if (j.contains("model") && !j["model"].is_null() && !j["model"].is_string()) {
+    return bad_request("model must be a string", "model");
   }
+  const std::string model = j.contains("model") && j["model"].is_string() ? j["model"].get<std::string>() : "";
+  if (auto e = check_model(ctx, caller, model)) return api_error_response(*e);
+  if (!ctx.tokenizer) return bad_request("This model has no tokenizer", "prompt");
   std::vector<TokenId> ids;
   if (j.contains("messages")) {
     auto parsed = frontend::parse_request(frontend::Endpoint::kChatCompletions, http.body, ctx.limits);
@@ -386,9 +392,14 @@ HttpResponse handle_tokenize(ServeContext& ctx, const HttpRequest& http) {
 }
 
 // POST /detokenize (vLLM's shape): {"tokens": [int]} -> {"prompt": str}.
-HttpResponse handle_detokenize(ServeContext& ctx, const HttpRequest& http) {
+HttpResponse handle_detokenize(ServeContext& ctx, const Caller& caller, const HttpRequest& http) {
   const json j = json::parse(http.body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return bad_request("The body must be a JSON object", "body");
+  if (j.contains("model") && !j["model"].is_null() && !j["model"].is_string()) {
+    return bad_request("model must be a string", "model");
+  }
+  const std::string model = j.contains("model") && j["model"].is_string() ? j["model"].get<std::string>() : "";
+  if (auto e = check_model(ctx, caller, model)) return api_error_response(*e);
   if (!ctx.tokenizer) return bad_request("This model has no tokenizer", "tokens");
   if (!j.contains("tokens") || !j["tokens"].is_array()) return bad_request("tokens must be an array", "tokens");
   std::vector<TokenId> ids;
@@ -401,18 +412,14 @@ HttpResponse handle_detokenize(ServeContext& ctx, const HttpRequest& http) {
   return json_response({{"prompt", ctx.tokenizer->decode(ids)}});
 }
 
-HttpResponse handle_models(const ServeContext& ctx) {
-  return json_response({{"object", "list"}, {"data", json::array({model_card(ctx)})}});
+HttpResponse handle_models(const ServeContext& ctx, const Caller& caller) {
+  json data = json::array();
+  if (caller.tenant && caller.tenant->spec()->may_use(ctx.served_name)) data.push_back(model_card(ctx));
+  return json_response({{"object", "list"}, {"data", std::move(data)}});
 }
 
-HttpResponse handle_model(const ServeContext& ctx, std::string_view id) {
-  if (id != ctx.served_name) {
-    return error_response(
-        404, "invalid_request_error",
-        fmt::format("The model `{}` does not exist.",
-                    id.size() > 64 ? std::string(id.substr(0, 64)) + "..." : std::string(id)),
-        "model", "model_not_found");
-  }
+HttpResponse handle_model(const ServeContext& ctx, const Caller& caller, std::string_view id) {
+  if (auto e = check_model(ctx, caller, id)) return api_error_response(*e);
   return json_response(model_card(ctx));
 }
 

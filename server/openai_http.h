@@ -13,22 +13,32 @@
 // a multi-byte character) is named "bytes:\xNN..." as vLLM names it; an impossible token
 // (-inf) reports -9999.0, since JSON has no infinity.
 
+#include <cstdint>
 #include <string_view>
 
 #include "server/http_server.h"
 #include "server/serve_context.h"
+#include "server/tenants.h"
 
 namespace sluice::server {
 
-// POST /v1/completions or /v1/chat/completions (by `endpoint`).
-HttpResponse handle_generate(ServeContext& ctx, frontend::Endpoint endpoint, const HttpRequest& http);
-HttpResponse handle_tokenize(ServeContext& ctx, const HttpRequest& http);
-HttpResponse handle_detokenize(ServeContext& ctx, const HttpRequest& http);
-// GET /v1/models; GET /v1/models/{id} (404 model_not_found for another id).
-HttpResponse handle_models(const ServeContext& ctx);
-HttpResponse handle_model(const ServeContext& ctx, std::string_view id);
+// Every handler serves an authenticated `caller` (a tenant, never the admin: the routes
+// refuse the admin key before these run); models the tenant may not use are a 403
+// (generation.h, check_model).
 
-// An ApiError as OpenAI's error JSON with its status (503 and 429 carry Retry-After).
-HttpResponse api_error_response(const frontend::ApiError& e);
+// POST /v1/completions or /v1/chat/completions (by `endpoint`).
+HttpResponse handle_generate(ServeContext& ctx, const Caller& caller, frontend::Endpoint endpoint,
+                             const HttpRequest& http);
+HttpResponse handle_tokenize(ServeContext& ctx, const Caller& caller, const HttpRequest& http);
+HttpResponse handle_detokenize(ServeContext& ctx, const Caller& caller, const HttpRequest& http);
+// GET /v1/models: the served model when the tenant may use it (else an empty list);
+// GET /v1/models/{id}: 403 for a model the tenant may not use, else 404 model_not_found
+// for another id.
+HttpResponse handle_models(const ServeContext& ctx, const Caller& caller);
+HttpResponse handle_model(const ServeContext& ctx, const Caller& caller, std::string_view id);
+
+// An ApiError as OpenAI's error JSON with its status (503 and 429 carry Retry-After:
+// `retry_after_seconds`).
+HttpResponse api_error_response(const frontend::ApiError& e, int64_t retry_after_seconds = 1);
 
 }  // namespace sluice::server

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <mutex>
@@ -28,6 +29,8 @@
 #include "server/model_path.h"
 #include "server/openai_http.h"
 #include "server/serve_context.h"
+#include "server/tenants.h"
+#include "server/tenants_file.h"
 #include "server/version.h"
 
 namespace sluice::server {
@@ -46,28 +49,23 @@ HttpResponse json_response(const json& j) {
   return r;
 }
 
-// Compares without an early exit, so the time taken does not tell how much of a key matched
-// (only whether the length did).
-bool same_secret(std::string_view given, std::string_view key) {
-  if (given.size() != key.size() || key.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
-  return diff == 0;
-}
-
-// `handler` behind the --api-key check (INTERFACES.md, "Auth matrix"): 401 without
-// "Authorization: Bearer KEY".
-Handler with_auth(const ServeContext& st, Handler handler) {
-  if (st.api_key.empty()) return handler;
+// `handler` behind authentication (INTERFACES.md, "Auth matrix"): 401 authentication_error
+// without a key that names a tenant; the admin key is a 403 here (it manages, it does not
+// generate).
+using TenantHandler = std::function<HttpResponse(const HttpRequest&, const Caller&)>;
+Handler with_auth(const ServeContext& st, TenantHandler handler) {
   return [&st, handler = std::move(handler)](const HttpRequest& req) {
-    const auto auth = req.header("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!auth || auth->size() < kBearer.size() || auth->substr(0, kBearer.size()) != kBearer ||
-        !same_secret(auth->substr(kBearer.size()), st.api_key)) {
+    const std::optional<Caller> caller = st.tenants->authenticate(bearer_token(req.header("Authorization")));
+    if (!caller) {
       return error_response(401, "authentication_error", "Incorrect or missing API key",
                             std::nullopt, "invalid_api_key");
     }
-    return handler(req);
+    if (caller->admin) {
+      return error_response(403, "permission_error",
+                            "The admin key is for the Admin service only; use a tenant's key",
+                            std::nullopt, "admin_key_not_allowed");
+    }
+    return handler(req, *caller);
   };
 }
 
@@ -91,26 +89,33 @@ void add_routes(HttpServer& server, ServeContext& st) {
   server.route("GET", "/version", [](const HttpRequest&) {
     return json_response({{"version", version()}});
   });
-  server.route("GET", "/metrics", [&st](const HttpRequest&) {
+  server.route("GET", "/metrics", [&st](const HttpRequest& req) {
+    if (st.metrics_require_key && !st.tenants->authenticate(bearer_token(req.header("Authorization")))) {
+      return error_response(401, "authentication_error", "Incorrect or missing API key",
+                            std::nullopt, "invalid_api_key");
+    }
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = st.registry.render();
     return r;
   });
-  server.route("GET", "/v1/models",
-               with_auth(st, [&st](const HttpRequest&) { return handle_models(st); }));
-  server.route("GET", "/v1/models/*", with_auth(st, [&st](const HttpRequest& req) {
-    return handle_model(st, std::string_view(req.path).substr(std::string_view("/v1/models/").size()));
+  server.route("GET", "/v1/models", with_auth(st, [&st](const HttpRequest&, const Caller& c) {
+    return handle_models(st, c);
   }));
-  server.route("POST", "/tokenize",
-               with_auth(st, [&st](const HttpRequest& req) { return handle_tokenize(st, req); }));
-  server.route("POST", "/detokenize",
-               with_auth(st, [&st](const HttpRequest& req) { return handle_detokenize(st, req); }));
-  server.route("POST", "/v1/completions", with_auth(st, [&st](const HttpRequest& req) {
-    return handle_generate(st, frontend::Endpoint::kCompletions, req);
+  server.route("GET", "/v1/models/*", with_auth(st, [&st](const HttpRequest& req, const Caller& c) {
+    return handle_model(st, c, std::string_view(req.path).substr(std::string_view("/v1/models/").size()));
   }));
-  server.route("POST", "/v1/chat/completions", with_auth(st, [&st](const HttpRequest& req) {
-    return handle_generate(st, frontend::Endpoint::kChatCompletions, req);
+  server.route("POST", "/tokenize", with_auth(st, [&st](const HttpRequest& req, const Caller& c) {
+    return handle_tokenize(st, c, req);
+  }));
+  server.route("POST", "/detokenize", with_auth(st, [&st](const HttpRequest& req, const Caller& c) {
+    return handle_detokenize(st, c, req);
+  }));
+  server.route("POST", "/v1/completions", with_auth(st, [&st](const HttpRequest& req, const Caller& c) {
+    return handle_generate(st, c, frontend::Endpoint::kCompletions, req);
+  }));
+  server.route("POST", "/v1/chat/completions", with_auth(st, [&st](const HttpRequest& req, const Caller& c) {
+    return handle_generate(st, c, frontend::Endpoint::kChatCompletions, req);
   }));
 }
 
@@ -164,6 +169,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   s->add_option("--api-key", o.api_key,
                 "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize and /detokenize");
+  s->add_option("--tenants", o.tenants,
+                "Tenants file (YAML): API key digests, weights, priorities, models and limits; "
+                "SIGHUP reloads it");
+  s->add_flag("--metrics-require-key", o.metrics_require_key,
+              "GET /metrics needs a tenant's or the admin key (or --api-key)");
   s->add_option("--max-queued-requests", o.max_queued_requests,
                 "Waiting requests before new ones get 503 + Retry-After (0: unlimited)")
       ->check(CLI::Range(0, 1 << 24))
@@ -205,6 +215,19 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
 
 int run_serve(const ServeOptions& o) {
   set_log_format(parse_log_format(o.log_format).value_or(LogFormat::kText));
+  if (!o.tenants.empty() && !o.api_key.empty()) {
+    return fail("--api-key and --tenants exclude each other: give the key's digest to a tenant", 2);
+  }
+  if (o.metrics_require_key && o.tenants.empty() && o.api_key.empty()) {
+    return fail("--metrics-require-key needs --api-key or --tenants (there is no key to require)", 2);
+  }
+  // Read before the model loads, so that a bad file fails fast.
+  TenantsConfig tenants_config = single_tenant_config(o.api_key);
+  if (!o.tenants.empty()) {
+    auto cfg = load_tenants_file(o.tenants);
+    if (!cfg.is_ok()) return fail(cfg.status().message(), 2);
+    tenants_config = std::move(cfg).value();
+  }
   if (o.tensor_parallel_size > 1) {
     return fail(fmt::format("--tensor-parallel-size {}: tensor parallelism is not implemented yet; "
                             "use 1", o.tensor_parallel_size), 2);
@@ -241,7 +264,15 @@ int run_serve(const ServeOptions& o) {
     st.formatter.emplace(std::move(*formatter));
   }
   st.defaults = lm.defaults;
-  st.api_key = o.api_key;
+  st.tenants = std::make_unique<Tenants>(std::move(tenants_config), o.tenants, st.registry);
+  st.metrics_require_key = o.metrics_require_key;
+  if (st.tenants->open()) {
+    SLUICE_LOG_WARN("no --tenants and no --api-key: anyone who reaches {} may use the API as the one "
+                    "tenant 'default'", o.host);
+  } else if (st.tenants->from_file()) {
+    SLUICE_LOG_INFO("tenants file {}: {} tenants{}", o.tenants, st.tenants->size(),
+                    st.tenants->has_admin() ? ", admin key set" : "");
+  }
   st.max_queued_requests = o.max_queued_requests;
   st.limits.vocab_size = cfg.vocab_size;
   st.limits.max_model_len = st.max_model_len;
@@ -309,18 +340,33 @@ int run_serve(const ServeOptions& o) {
   go.port = o.grpc_port;
   go.max_message_bytes = static_cast<size_t>(o.max_request_body_bytes);
   GrpcServer grpc_server(st, go);
-  if (auto err = grpc_server.start()) {
-    st.engine->stop();
-    return fail(fmt::format("gRPC on {}:{}: {}", o.host, o.grpc_port, *err), 1);
-  }
   std::atomic<int64_t> drain_start_ns{0};
   ho.on_drain = [&st, &grpc_server, &drain_start_ns] {
     drain_start_ns = std::chrono::steady_clock::now().time_since_epoch().count();
     st.draining = true;
     grpc_server.begin_drain();
   };
+  if (st.tenants->from_file()) {
+    ho.on_sighup = [&st] {
+      if (Status r = st.tenants->reload(); !r.is_ok()) {
+        SLUICE_LOG_ERROR("SIGHUP: reload rejected, the tenants in force stay: {}", r.message());
+      } else {
+        SLUICE_LOG_INFO("SIGHUP: reloaded {}: {} tenants", st.tenants->path(), st.tenants->size());
+      }
+    };
+  }
   HttpServer server(ho);
+  st.request_drain = [&server](std::optional<double> timeout_seconds) {
+    std::optional<std::chrono::milliseconds> t;
+    if (timeout_seconds) t = std::chrono::milliseconds(static_cast<int64_t>(*timeout_seconds * 1000.0));
+    server.drain(t);
+  };
   add_routes(server, st);
+  // gRPC starts once request_drain is set (Admin.Drain may come at once).
+  if (auto err = grpc_server.start()) {
+    st.engine->stop();
+    return fail(fmt::format("gRPC on {}:{}: {}", o.host, o.grpc_port, *err), 1);
+  }
   if (auto err = server.start()) {
     grpc_server.shutdown(std::chrono::milliseconds(0));
     st.engine->stop();
@@ -335,7 +381,7 @@ int run_serve(const ServeOptions& o) {
     if (const int64_t t0 = drain_start_ns.load(); t0 != 0) {
       const auto spent = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(t0);
       left = std::max(std::chrono::milliseconds(0),
-                      ho.drain_timeout - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
+                      server.drain_timeout() - std::chrono::duration_cast<std::chrono::milliseconds>(spent));
     }
     grpc_server.shutdown(left);
   }

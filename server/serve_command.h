@@ -1,6 +1,8 @@
 #pragma once
 // `sluice serve`: loads one model, starts the Engine and serves the OpenAI-compatible HTTP
-// API (INTERFACES.md, "HTTP API") until SIGINT/SIGTERM, then drains and exits 0.
+// API (INTERFACES.md, "HTTP API") and the gRPC API until SIGINT/SIGTERM (or Admin.Drain),
+// then drains and exits 0. Callers authenticate by the tenants file, --api-key, or not at
+// all (INTERFACES.md, "Auth matrix"); SIGHUP reloads the tenants file.
 //
 // Routes: GET /health, /ready, /version, /metrics, /v1/models, /v1/models/{id};
 // POST /v1/completions and /v1/chat/completions, streamed (SSE) or not, n >= 1;
@@ -32,6 +34,8 @@ struct ServeOptions {
   double drain_timeout = 30.0;  // seconds
   double idle_timeout = 60.0;   // seconds a connection may wait for or send a request
   std::string api_key;  // non-empty: /v1/*, /tokenize and /detokenize need "Bearer KEY"
+  std::string tenants;  // a tenants file (INTERFACES.md, "Tenants file"); SIGHUP reloads it
+  bool metrics_require_key = false;  // /metrics needs a tenant or the admin key
   int max_queued_requests = 0;  // 0: unlimited; else 503 + Retry-After once this many wait
   int64_t max_request_body_bytes = 8ll << 20;
   int64_t max_header_bytes = 64ll << 10;

@@ -1,10 +1,11 @@
 #pragma once
 // ServeContext: what the HTTP and gRPC front ends of `sluice serve` share for one model.
-// Built once at start-up; afterwards immutable except the engine and the metrics, which are
-// thread-safe, and `draining`, which the signal path sets.
+// Built once at start-up; afterwards immutable except the engine, the metrics and the
+// tenants, which are thread-safe, and `draining`, which the signal path sets.
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "frontend/engine_metrics.h"
 #include "frontend/metrics.h"
 #include "frontend/openai_request.h"
+#include "server/tenants.h"
 
 namespace sluice::server {
 
@@ -31,7 +33,13 @@ struct ServeContext {
   std::unique_ptr<engine::Engine> engine;
   frontend::Registry registry;
   std::optional<frontend::EngineMetrics> metrics;
-  std::string api_key;           // non-empty: clients must present it
+  // Who may call (always set while serving): the --tenants file, or the one tenant of an
+  // open daemon or of --api-key.
+  std::unique_ptr<Tenants> tenants;
+  bool metrics_require_key = false;  // /metrics needs a tenant or the admin key
+  // Starts the drain as SIGTERM does (Admin.Drain); `timeout_seconds` overrides
+  // --drain-timeout. Set once the HTTP server exists; any thread.
+  std::function<void(std::optional<double> timeout_seconds)> request_drain;
   int max_queued_requests = 0;   // 0: unlimited
   std::atomic<bool> draining{false};
 

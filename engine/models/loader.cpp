@@ -74,19 +74,16 @@ std::string base_name(const fs::path& p) {
 
 }  // namespace
 
-StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& options,
-                                 const kernels::OpTable& ops) {
-  if (const char* missing = ops.first_missing()) {
-    return Status::failed_precondition(fmt::format("backend '{}' lacks op {}", ops.backend, missing));
-  }
-  SLUICE_RETURN_IF_ERROR(check_parallel_config(options.parallel));
-  LoadedModel out;
-  out.parallel = options.parallel;
+StatusOr<ModelFiles> open_model_files(const std::string& path, const ParallelConfig& parallel) {
+  SLUICE_RETURN_IF_ERROR(check_parallel_config(parallel));
+  ModelFiles files;
+  LoadedModel& out = files.loaded;
+  ModelConfig& config = files.config;
+  std::shared_ptr<weights::WeightSource>& source = files.source;
+  out.parallel = parallel;
   out.path = path;
   out.name = base_name(path);
   std::error_code ec;
-  ModelConfig config;
-  std::shared_ptr<weights::WeightSource> source;
   if (fs::is_directory(path, ec)) {
     fs::path dir(path);
     if (!fs::exists(dir / "config.json")) {
@@ -139,9 +136,20 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
     const char* eot_text = config.arch == Arch::kGemma4 ? "<turn|>" : "<end_of_turn>";
     if (auto eot = out.tokenizer->token_id(eot_text)) add_unique(out.defaults.stop_token_ids, *eot);
   }
+  return files;
+}
+
+StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& options,
+                                 const kernels::OpTable& ops) {
+  if (const char* missing = ops.first_missing()) {
+    return Status::failed_precondition(fmt::format("backend '{}' lacks op {}", ops.backend, missing));
+  }
+  SLUICE_ASSIGN_OR_RETURN(ModelFiles files, open_model_files(path, options.parallel));
+  LoadedModel out = std::move(files.loaded);
+  ModelConfig config = std::move(files.config);
   // Multimodal checkpoints: the binder finds the text model under its prefix, and the vision
   // and audio towers are never read.
-  WeightBinder binder(source, options.keep_bf16);
+  WeightBinder binder(files.source, options.keep_bf16);
   if (config.arch == Arch::kGemma4) {
     SLUICE_ASSIGN_OR_RETURN(out.model, Gemma4Model::load(std::move(config), std::move(binder), ops));
   } else {

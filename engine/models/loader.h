@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "engine/models/model.h"
+#include "engine/weights/weight_source.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace sluice::models {
@@ -42,5 +43,15 @@ struct LoadOptions {
 
 StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& options,
                                  const kernels::OpTable& ops);
+
+// What load_model reads before it builds a model: everything of LoadedModel but the model,
+// the parsed config and the weight source. Other backends (the CUDA models) build their
+// model from these.
+struct ModelFiles {
+  LoadedModel loaded;  // model == nullptr
+  ModelConfig config;
+  std::shared_ptr<weights::WeightSource> source;
+};
+StatusOr<ModelFiles> open_model_files(const std::string& path, const ParallelConfig& parallel = {});
 
 }  // namespace sluice::models

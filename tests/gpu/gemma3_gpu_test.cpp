@@ -1,5 +1,6 @@
 // The CUDA Gemma 3 model (engine/models_cuda) against the CPU model on the same weights:
-//  - the tiny golden fixtures (transformers' logits), whole prompt and chunk by chunk;
+//  - the tiny golden fixture with head dim 256, whole prompt and chunk by chunk, against the CPU
+//    model on its bf16-rounded weights and (more loosely) transformers' logits;
 //  - a synthetic model with the 270M's shapes (head dim 256, vocab 262144), built from a seed
 //    (no model file travels to the GPU machine), whose greedy tokens must equal the CPU's for
 //    the first 16 tokens, and whose first-step logits must agree within bf16 tolerance.
@@ -19,6 +20,7 @@
 #include "engine/models_cuda/cuda_model.h"
 #include "engine/weights/weight_source.h"
 #include "gpu/gpu_test_util.h"
+#include "gpu/model_test_util.h"
 #include "test_util.h"
 
 namespace sluice::models::cuda {
@@ -95,9 +97,20 @@ class GpuSequence {
 
 class Gemma3Gpu : public ::testing::TestWithParam<std::string> {};
 
+// The GPU runs bf16 weights, and rounding this tiny f32 model's weights to bf16 alone moves
+// its logits about 1% from transformers' (the GPU measured 1.25-1.28%). So the tight check
+// is against the CPU model on the same bf16-rounded weights (1e-2), and transformers' logits
+// get a looser bound above that floor (3e-2); a wrong op moves these logits by tens of percent.
+constexpr double kTolVsCpuBf16 = 1e-2;
+constexpr double kTolVsTransformers = 3e-2;
+
 TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
   SLUICE_SKIP_WITHOUT_GPU();
-  const std::string dir = sluice::testing::fixture_path(GetParam());
+  const fs::path bf16_dir = fs::temp_directory_path() / ("sluice_bf16_" + GetParam());
+  sluice::testing::write_bf16_copy(sluice::testing::fixture_path(GetParam()), bf16_dir);
+  const std::string dir = bf16_dir.string();
+  auto cpu = load_model(dir, {}, kernels::cpu_ops());
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
   // Every prompt row's logits are compared: logit rows are bounded by max_num_seqs.
   auto gpu = load_cuda(dir, {.max_num_tokens = 256, .max_num_seqs = 64, .num_blocks = {64, 64}});
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
@@ -107,13 +120,28 @@ TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
     std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
     std::vector<float> want = read_f32(dir + "/" + p["logits_file"].get<std::string>());
     ASSERT_EQ(want.size(), ids.size() * V);
+    std::vector<float> cpu_logits(ids.size() * V);
+    {
+      SequenceKv kv(cpu->model->config());
+      ASSERT_TRUE(kv.forward(*cpu->model, ids, static_cast<int>(ids.size()), cpu_logits).is_ok());
+    }
+    auto expect_close = [&](std::span<const float> got, const char* how) {
+      const double e_cpu = rel_err(got, cpu_logits), e_hf = rel_err(got, want);
+      std::printf(
+          "%s prompt %d (%zu tokens) %s: rel err %.3g vs CPU on bf16 weights, %.3g vs transformers "
+          "(CPU itself %.3g)\n",
+          GetParam().c_str(), p["index"].get<int>(), ids.size(), how, e_cpu, e_hf,
+          rel_err(cpu_logits, want));
+      EXPECT_LT(e_cpu, kTolVsCpuBf16) << "prompt " << p["index"] << " " << how;
+      EXPECT_LT(e_hf, kTolVsTransformers) << "prompt " << p["index"] << " " << how;
+    };
     // Whole prompt.
     {
       GpuSequence seq(**gpu);
       std::vector<float> got(ids.size() * V);
       const Status st = seq.step(ids, static_cast<int>(ids.size()), got);
       ASSERT_TRUE(st.is_ok()) << st.to_string();
-      EXPECT_LT(rel_err(got, want), 1e-2) << "prompt " << p["index"] << " whole";
+      expect_close(got, "whole");
     }
     // Chunks of 3 tokens through the paged cache.
     {
@@ -125,9 +153,10 @@ TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {
                                    std::span(got).subspan(at * V, n * V));
         ASSERT_TRUE(st.is_ok()) << st.to_string();
       }
-      EXPECT_LT(rel_err(got, want), 1e-2) << "prompt " << p["index"] << " in chunks";
+      expect_close(got, "in chunks");
     }
   }
+  fs::remove_all(bf16_dir);
 }
 
 // The fixture with the 270M's head dim; the others (head dim 32) are refused at load.

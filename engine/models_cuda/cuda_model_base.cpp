@@ -1,0 +1,558 @@
+#include "engine/models_cuda/cuda_model_base.h"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/half.h"
+#include "engine/models_cuda/tensor_views.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/matmul.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/random_fill.h"
+
+namespace sluice::models::cuda {
+
+using kernels::DType;
+using kernels::Tensor;
+namespace kc = kernels::cuda;
+
+namespace {
+
+constexpr double kGiB = 1073741824.0;
+
+// Host values of a bound weight as bf16 bits, appended to `out`.
+void append_bf16(const Tensor& t, std::vector<uint16_t>& out) {
+  const int64_t n = t.numel();
+  const size_t base = out.size();
+  out.resize(base + n);
+  switch (t.dtype) {
+    case DType::kBF16:
+      std::memcpy(out.data() + base, t.data, n * 2);
+      break;
+    case DType::kF32:
+      for (int64_t i = 0; i < n; ++i) out[base + i] = f32_to_bf16(t.ptr<float>()[i]);
+      break;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) out[base + i] = f32_to_bf16(f16_to_f32(t.ptr<uint16_t>()[i]));
+      break;
+    case DType::kI32:
+      SLUICE_CHECK(false, "integer weight");
+  }
+}
+
+}  // namespace
+
+CudaModelBase::~CudaModelBase() {
+  for (auto& [key, exec] : graphs_)
+    SLUICE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+  if (stream_ != nullptr) {
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    SLUICE_CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream_)));
+  }
+}
+
+Status CudaModelBase::init(ModelConfig config, const CudaModelOptions& options,
+                           WeightBinder* binder, uint64_t seed) {
+  if (kc::cuda_device_count() == 0) {
+    return Status::failed_precondition(
+        "no CUDA device: the CUDA backend needs an NVIDIA GPU and its driver");
+  }
+  if (options.max_num_tokens < 1 || options.max_num_seqs < 1 || options.block_size < 1 ||
+      options.gpu_memory_utilization <= 0.f || options.gpu_memory_utilization > 1.f) {
+    return Status::invalid_argument(fmt::format(
+        "CUDA model options: max_num_tokens {}, max_num_seqs {}, block_size {} must be >= 1 and "
+        "gpu_memory_utilization {} in (0, 1]",
+        options.max_num_tokens, options.max_num_seqs, options.block_size,
+        options.gpu_memory_utilization));
+  }
+  // The CUDA attention kernels are built for these head dims (kernels/cuda/paged_attention.h).
+  for (size_t i = 0; i < config.layers.size(); ++i) {
+    const int d = config.layers[i].head_dim;
+    if (d != 64 && d != 128 && d != 256 && d != 512) {
+      return Status::unimplemented(fmt::format(
+          "the CUDA backend supports head dims 64, 128, 256 and 512; layer {} has head_dim {}", i,
+          d));
+    }
+  }
+  config_ = std::move(config);
+  options_ = options;
+  groups_ = kv_group_layouts(config_);
+  layer_group_.assign(config_.num_layers, 0);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (int l : groups_[g].layers) layer_group_[l] = static_cast<int>(g);
+  }
+  // A KV-shared layer attends with its source layer's tables (sources come first).
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const int src = config_.layers[l].kv_source_layer;
+    if (src >= 0) layer_group_[l] = layer_group_[src];
+  }
+  max_table_width_ =
+      (config_.max_position_embeddings + options.block_size - 1) / options.block_size;
+  if (!options.num_blocks.empty() && options.num_blocks.size() != groups_.size()) {
+    return Status::invalid_argument(
+        fmt::format("CUDA model options: {} block counts for {} KV groups",
+                    options.num_blocks.size(), groups_.size()));
+  }
+  cudaStream_t stream = nullptr;
+  SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  stream_ = stream;
+  kc::init_blas();
+  binder_ = binder;
+  seed_ = seed;
+  tensor_index_ = 0;
+  return Status::ok();
+}
+
+void CudaModelBase::keep_weight(DeviceMemory mem) {
+  weight_bytes_ += mem.bytes();
+  weight_memory_.push_back(std::move(mem));
+}
+
+StatusOr<Tensor> CudaModelBase::upload_matrix(std::vector<TensorRole> roles, int layer,
+                                              std::vector<int64_t> part_rows, int64_t cols,
+                                              float range, std::string_view what) {
+  int64_t rows = 0;
+  for (int64_t r : part_rows) rows += r;
+  SLUICE_ASSIGN_OR_RETURN(DeviceMemory mem,
+                          DeviceMemory::allocate(static_cast<size_t>(rows * cols * 2), what));
+  Tensor t = dev_contig(mem.data(), DType::kBF16, {rows, cols});
+  if (binder_ != nullptr) {
+    std::vector<uint16_t> host;
+    host.reserve(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < roles.size(); ++i) {
+      SLUICE_ASSIGN_OR_RETURN(Tensor part, binder_->matrix(roles[i], layer, part_rows[i], cols));
+      append_bf16(part, host);
+    }
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+  } else {
+    kc::fill_uniform(t, seed_ + tensor_index_++, -range, range, stream_);
+  }
+  keep_weight(std::move(mem));
+  return t;
+}
+
+StatusOr<Tensor> CudaModelBase::upload_tensor(TensorRole role, int layer,
+                                              std::vector<int64_t> shape, float range,
+                                              std::string_view what) {
+  int64_t n = 1;
+  for (int64_t e : shape) n *= e;
+  SLUICE_ASSIGN_OR_RETURN(DeviceMemory mem,
+                          DeviceMemory::allocate(static_cast<size_t>(n * 2), what));
+  Tensor t;
+  t.data = mem.data();
+  t.dtype = DType::kBF16;
+  t.device = kernels::Device::kCuda;
+  t.ndim = static_cast<int>(shape.size());
+  int64_t stride = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    t.shape[i] = shape[i];
+    t.strides[i] = stride;
+    stride *= shape[i];
+  }
+  if (binder_ != nullptr) {
+    SLUICE_ASSIGN_OR_RETURN(Tensor host_t, binder_->tensor(role, layer, shape));
+    std::vector<uint16_t> host;
+    append_bf16(host_t, host);
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+  } else {
+    // fill_uniform takes a flat view.
+    kc::fill_uniform(dev_contig(mem.data(), DType::kBF16, {n}), seed_ + tensor_index_++, -range,
+                     range, stream_);
+  }
+  keep_weight(std::move(mem));
+  return t;
+}
+
+StatusOr<Tensor> CudaModelBase::upload_vector(TensorRole role, int layer, int64_t n, float lo,
+                                              float hi, std::string_view what) {
+  SLUICE_ASSIGN_OR_RETURN(DeviceMemory mem,
+                          DeviceMemory::allocate(static_cast<size_t>(n * 4), what));
+  Tensor t = dev_contig(mem.data(), DType::kF32, {n});
+  if (binder_ != nullptr) {
+    SLUICE_ASSIGN_OR_RETURN(Tensor v, binder_->vector(role, layer, n));
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), v.data, v.nbytes(), cudaMemcpyHostToDevice));
+  } else {
+    kc::fill_uniform(t, seed_ + tensor_index_++, lo, hi, stream_);
+  }
+  keep_weight(std::move(mem));
+  return t;
+}
+
+StatusOr<std::vector<float>> CudaModelBase::read_vector(TensorRole role, int layer, int64_t n,
+                                                        float fill) {
+  if (binder_ == nullptr) return std::vector<float>(static_cast<size_t>(n), fill);
+  SLUICE_ASSIGN_OR_RETURN(Tensor v, binder_->vector(role, layer, n));
+  return std::vector<float>(v.ptr<const float>(), v.ptr<const float>() + n);
+}
+
+Status CudaModelBase::allocate(DeviceMemory* mem, size_t bytes, std::string_view what) {
+  SLUICE_ASSIGN_OR_RETURN(*mem, DeviceMemory::allocate(bytes, what));
+  return Status::ok();
+}
+
+Status CudaModelBase::allocate_step_buffers(int num_q_heads, int max_head_dim) {
+  const ModelConfig& c = config_;
+  const int64_t T = options_.max_num_tokens, S = options_.max_num_seqs, R = options_.max_num_seqs;
+  const int64_t H = c.hidden_size;
+  SLUICE_RETURN_IF_ERROR(allocate(&head_in_, static_cast<size_t>(R * H * 2), "normed logit rows"));
+  SLUICE_RETURN_IF_ERROR(allocate(&rows_, static_cast<size_t>(R * H * 4), "logit rows"));
+  SLUICE_RETURN_IF_ERROR(allocate(&logits_, static_cast<size_t>(R * c.vocab_size * 4), "logits"));
+  SLUICE_RETURN_IF_ERROR(allocate(&argmax_, static_cast<size_t>(R * 4), "sampled tokens"));
+  // Sized for the longest context a table can address (graph replays launch for that).
+  attn_workspace_bytes_ =
+      kc::paged_attention_workspace_bytes(static_cast<int>(T), static_cast<int>(S), num_q_heads,
+                                          max_head_dim, max_table_width_ * options_.block_size);
+  SLUICE_RETURN_IF_ERROR(allocate(&attn_workspace_, attn_workspace_bytes_, "attention workspace"));
+  // Integer tables: tokens, positions, token_seq, slots per group [T each]; seq_lens, query
+  // start [S + 1]; logit rows [R]; block tables per group [S, max blocks of a sequence].
+  const int64_t max_blocks = max_table_width_;
+  const int64_t G = static_cast<int64_t>(groups_.size());
+  const size_t meta_ints = static_cast<size_t>(3 * T + 2 * S + 1 + R + G * (T + S * max_blocks));
+  SLUICE_ASSIGN_OR_RETURN(meta_host_, PinnedMemory::allocate(meta_ints * 4, "step tables (host)"));
+  SLUICE_RETURN_IF_ERROR(allocate(&meta_dev_, meta_ints * 4, "step tables"));
+  return Status::ok();
+}
+
+Status CudaModelBase::allocate_kv() {
+  const ModelConfig& c = config_;
+  const int bs = options_.block_size;
+  // bf16 K and V of one block, for every layer of group g.
+  std::vector<uint64_t> block_bytes(groups_.size());
+  uint64_t all_groups = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const KvGroupLayout& gl = groups_[g];
+    block_bytes[g] = 2ull * 2 * bs * gl.num_kv_heads * gl.head_dim * gl.layers.size();
+    all_groups += block_bytes[g];
+  }
+  num_blocks_ = options_.num_blocks;
+  if (num_blocks_.empty()) {
+    const DeviceMemoryInfo info = device_memory_info();
+    const double used = static_cast<double>(info.total_bytes - info.free_bytes);
+    const double budget =
+        options_.gpu_memory_utilization * static_cast<double>(info.total_bytes) - used;
+    // At least one full-length sequence must fit.
+    const int64_t need = (c.max_position_embeddings + bs - 1) / bs;
+    const int64_t blocks =
+        budget > 0 ? static_cast<int64_t>(budget / static_cast<double>(all_groups)) : 0;
+    if (blocks < std::min<int64_t>(need, options_.max_num_tokens / bs + 1)) {
+      return Status::resource_exhausted(fmt::format(
+          "GPU memory: the model does not fit: weights take {:.2f} GiB and scratch {:.2f} GiB; "
+          "{:.2f} GiB of {:.2f} GiB are in use, leaving {:.2f} GiB for the KV cache under "
+          "gpu_memory_utilization {} (one block of every layer takes {} bytes)",
+          weight_bytes_ / kGiB, (used - weight_bytes_) / kGiB, used / kGiB, info.total_bytes / kGiB,
+          std::max(budget, 0.0) / kGiB, options_.gpu_memory_utilization, all_groups));
+    }
+    // One block per group stays out of the pool: padded graph rows read it.
+    num_blocks_.assign(groups_.size(),
+                       static_cast<int>(std::min<int64_t>(blocks - 1, INT32_MAX / bs - 1)));
+  }
+  pad_block_ = num_blocks_;  // the block after the pool's last
+  k_cache_.assign(c.num_layers, Tensor{});
+  v_cache_.assign(c.num_layers, Tensor{});
+  for (int li = 0; li < c.num_layers; ++li) {
+    const LayerConfig& lc = c.layers[li];
+    if (!lc.owns_kv()) {
+      // Sources precede the layers that share them (parse checks the shapes agree).
+      k_cache_[li] = k_cache_[lc.kv_source_layer];
+      v_cache_[li] = v_cache_[lc.kv_source_layer];
+      continue;
+    }
+    const int g = layer_group_[li];
+    const int64_t slots = (static_cast<int64_t>(num_blocks_[g]) + 1) * bs;
+    const size_t bytes = static_cast<size_t>(slots) * lc.num_kv_heads * lc.head_dim * 2;
+    for (Tensor* t : {&k_cache_[li], &v_cache_[li]}) {
+      SLUICE_ASSIGN_OR_RETURN(
+          DeviceMemory mem, DeviceMemory::allocate(bytes, fmt::format("KV cache of layer {}", li)));
+      SLUICE_CUDA_CHECK(cudaMemsetAsync(mem.data(), 0, bytes, static_cast<cudaStream_t>(stream_)));
+      *t = dev_contig(mem.data(), DType::kBF16, {slots, lc.num_kv_heads, lc.head_dim});
+      kv_bytes_ += bytes;
+      kv_memory_.push_back(std::move(mem));
+    }
+  }
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+  binder_ = nullptr;  // weights are on the device; the binder may go
+  return Status::ok();
+}
+
+Status CudaModelBase::stage(const ForwardBatch& batch, int pad_to, std::span<const int> widths,
+                            StepLayout* L) {
+  const ModelConfig& c = config_;
+  const int T = static_cast<int>(batch.tokens.size());
+  const int S = static_cast<int>(batch.seq_lens.size());
+  const int R = static_cast<int>(batch.logit_rows.size());
+  SLUICE_RETURN_IF_ERROR(validate_forward_batch(c, batch, num_blocks_, options_.block_size,
+                                                static_cast<size_t>(R) * c.vocab_size));
+  if (T > options_.max_num_tokens || S > options_.max_num_seqs || R > options_.max_num_seqs) {
+    return Status::invalid_argument(fmt::format(
+        "step of {} tokens, {} sequences, {} logit rows exceeds the CUDA model's limits ({}, {}, "
+        "{})",
+        T, S, R, options_.max_num_tokens, options_.max_num_seqs, options_.max_num_seqs));
+  }
+  for (const KvGroupBatch& gb : batch.groups) {
+    if (gb.max_blocks > max_table_width_) {
+      return Status::invalid_argument(fmt::format(
+          "block tables {} wide; the context length allows {}", gb.max_blocks, max_table_width_));
+    }
+  }
+  // The kernels take each sequence's tokens as one run of rows: check the layout and derive
+  // query_start[S + 1].
+  std::vector<int32_t> query_start(S + 1, 0);
+  int max_query_len = 0, max_seq_len = 0;
+  {
+    int next_seq = 0;
+    for (int t = 0; t < T; ++t) {
+      const int32_t s = batch.token_seq[t];
+      if (t > 0 && s == batch.token_seq[t - 1]) {
+        if (batch.positions[t] != batch.positions[t - 1] + 1) {
+          return Status::invalid_argument(fmt::format(
+              "token {}: positions of one sequence must be consecutive in the batch ({} after {})",
+              t, batch.positions[t], batch.positions[t - 1]));
+        }
+        continue;
+      }
+      if (s != next_seq) {
+        return Status::invalid_argument(
+            fmt::format("token {} belongs to sequence {}; the CUDA backend needs the tokens of "
+                        "sequence 0, 1, ... "
+                        "as consecutive runs",
+                        t, s));
+      }
+      query_start[s] = t;
+      ++next_seq;
+    }
+    if (next_seq != S) {
+      return Status::invalid_argument(
+          fmt::format("batch has {} sequences but tokens for {}", S, next_seq));
+    }
+    query_start[S] = T;
+    for (int s = 0; s < S; ++s) {
+      max_query_len = std::max(max_query_len, query_start[s + 1] - query_start[s]);
+      max_seq_len = std::max(max_seq_len, batch.seq_lens[s]);
+    }
+  }
+
+  // Padded decode steps (graph replays) add rows B > S: token 0 at position 0 of a one-token
+  // sequence whose only block is the reserved pad block; its K/V is not written (slot -1)
+  // and its outputs are never read.
+  const int B = pad_to > 0 ? pad_to : T;
+  const int PS = pad_to > 0 ? pad_to : S;
+  const int PR = pad_to > 0 ? pad_to : R;
+  L->T = B;
+  L->S = PS;
+  L->R = PR;
+  L->real_rows = R;
+  L->max_query_len = max_query_len;
+  L->table_width.resize(groups_.size());
+  L->max_seq_len.resize(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    L->table_width[g] = widths.empty() ? batch.groups[g].max_blocks : widths[g];
+    // A graph is replayed for any context up to its tables' width.
+    L->max_seq_len[g] = widths.empty() ? max_seq_len : widths[g] * options_.block_size;
+  }
+
+  // Pack the tables into the pinned buffer, then one copy to the device.
+  auto* host = static_cast<int32_t*>(meta_host_.data());
+  size_t used = 0;
+  auto put = [&](std::span<const int32_t> v, int padded_len, int32_t pad_value, bool pad_iota) {
+    const size_t at = used;
+    std::memcpy(host + used, v.data(), v.size() * 4);
+    for (int i = static_cast<int>(v.size()); i < padded_len; ++i)
+      host[used + i] = pad_iota ? i : pad_value;
+    used += std::max<size_t>(v.size(), padded_len);
+    return at;
+  };
+  L->o_tokens = put(batch.tokens, B, 0, false);
+  L->o_pos = put(batch.positions, B, 0, false);
+  L->o_seq = put(batch.token_seq, B, 0, true);
+  L->o_lens = put(batch.seq_lens, PS, 1, false);
+  L->o_qs = put(query_start, pad_to > 0 ? PS + 1 : S + 1, 0, true);
+  L->o_rows = put(batch.logit_rows, PR, 0, true);
+  L->o_slots.resize(groups_.size());
+  L->o_tables.resize(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const KvGroupBatch& gb = batch.groups[g];
+    L->o_slots[g] = put(gb.slots, B, -1, false);
+    const int width = L->table_width[g];
+    L->o_tables[g] = used;
+    for (int s = 0; s < PS; ++s) {
+      int32_t* row = host + used + static_cast<size_t>(s) * width;
+      if (s < S) {
+        std::copy_n(gb.block_tables.data() + static_cast<size_t>(s) * gb.max_blocks, gb.max_blocks,
+                    row);
+        std::fill(row + gb.max_blocks, row + width, -1);
+      } else {
+        std::fill(row, row + width, pad_block_[g]);
+      }
+    }
+    used += static_cast<size_t>(PS) * width;
+  }
+  SLUICE_CHECK(used * 4 <= meta_host_.bytes(), "step tables overflow: {} ints", used);
+  SLUICE_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.data(), host, used * 4, cudaMemcpyHostToDevice,
+                                    static_cast<cudaStream_t>(stream_)));
+  return Status::ok();
+}
+
+Tensor CudaModelBase::step_ints(size_t offset, int64_t n) const {
+  return dev_contig(static_cast<int32_t*>(meta_dev_.data()) + offset, DType::kI32, {n});
+}
+
+Tensor CudaModelBase::step_tables(const StepLayout& L, int g) const {
+  return dev_contig(static_cast<int32_t*>(meta_dev_.data()) + L.o_tables[g], DType::kI32,
+                    {L.S, L.table_width[g]});
+}
+
+Tensor CudaModelBase::attn_workspace() const {
+  return dev_contig(attn_workspace_.data(), DType::kF32,
+                    {static_cast<int64_t>(std::max<size_t>(attn_workspace_bytes_ / 4, 1))});
+}
+
+void CudaModelBase::enqueue_head(const StepLayout& L, const Tensor& x, const Tensor& embed,
+                                 const Tensor& final_norm) {
+  const ModelConfig& c = config_;
+  const int R = L.R;
+  if (R == 0) return;
+  const int64_t H = c.hidden_size;
+  void* s = stream_;
+  const Tensor rows = dev_contig(rows_.data(), DType::kF32, {R, H});
+  kc::gather_rows({rows, x, step_ints(L.o_rows, R)}, s);
+  const Tensor y = dev_contig(head_in_.data(), DType::kBF16, {R, H});
+  kc::rms_norm({y, rows, final_norm, c.rms_norm_eps, c.norm_one_plus_weight}, s);
+  const Tensor logits = dev_contig(logits_.data(), DType::kF32, {R, c.vocab_size});
+  kc::matmul({logits, y, embed}, s);
+  if (c.final_logit_softcap > 0) kc::softcap({logits, c.final_logit_softcap}, s);
+  kc::argmax({dev_contig(argmax_.data(), DType::kI32, {R}), logits}, s);
+}
+
+bool CudaModelBase::is_plain_decode(const ForwardBatch& b) const {
+  const size_t S = b.seq_lens.size();
+  if (S == 0 || b.tokens.size() != S || b.logit_rows.size() != S) return false;
+  for (size_t i = 0; i < S; ++i) {
+    if (b.token_seq[i] != static_cast<int32_t>(i) || b.logit_rows[i] != static_cast<int32_t>(i))
+      return false;
+  }
+  return true;
+}
+
+Status CudaModelBase::run(const ForwardBatch& batch) {
+  auto stream = static_cast<cudaStream_t>(stream_);
+  const int S = static_cast<int>(batch.seq_lens.size());
+  int bucket = 1;
+  while (bucket < S) bucket *= 2;
+  bucket = std::min(bucket, options_.max_num_seqs);
+  // Scratch holds max_num_tokens rows, so a bucket larger than that launches eagerly.
+  if (!options_.use_cuda_graphs || !is_plain_decode(batch) || bucket > options_.max_num_tokens) {
+    StepLayout L;
+    SLUICE_RETURN_IF_ERROR(stage(batch, 0, {}, &L));
+    enqueue(L);
+    num_logit_rows_ = L.R;
+    return Status::ok();
+  }
+  // Decode: replay the graph of this batch-size bucket and table width (captured on first use).
+  std::vector<int> widths(groups_.size());
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    int w = 16;
+    while (w < batch.groups[g].max_blocks) w *= 2;
+    widths[g] = std::min(w, max_table_width_);
+  }
+  StepLayout L;
+  SLUICE_RETURN_IF_ERROR(stage(batch, bucket, widths, &L));
+  std::vector<int> key = widths;
+  key.push_back(bucket);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    cudaGraph_t graph = nullptr;
+    SLUICE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    enqueue(L);
+    SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
+    it = graphs_.emplace(std::move(key), exec).first;
+  }
+  SLUICE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second), stream));
+  num_logit_rows_ = L.real_rows;
+  return Status::ok();
+}
+
+Status CudaModelBase::forward(const ForwardBatch& batch, std::span<float> logits) {
+  if (logits.size() < batch.logit_rows.size() * static_cast<size_t>(config_.vocab_size)) {
+    return Status::invalid_argument(fmt::format("logits buffer holds {} floats for {} rows of {}",
+                                                logits.size(), batch.logit_rows.size(),
+                                                config_.vocab_size));
+  }
+  SLUICE_RETURN_IF_ERROR(run(batch));
+  auto stream = static_cast<cudaStream_t>(stream_);
+  if (num_logit_rows_ > 0) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.data(),
+                                      static_cast<size_t>(num_logit_rows_) * config_.vocab_size * 4,
+                                      cudaMemcpyDeviceToHost, stream));
+  }
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status CudaModelBase::forward_greedy(const ForwardBatch& batch, std::span<int32_t> tokens) {
+  if (tokens.size() != batch.logit_rows.size()) {
+    return Status::invalid_argument(fmt::format("token buffer holds {} ids for {} logit rows",
+                                                tokens.size(), batch.logit_rows.size()));
+  }
+  SLUICE_RETURN_IF_ERROR(run(batch));
+  auto stream = static_cast<cudaStream_t>(stream_);
+  if (num_logit_rows_ > 0) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), argmax_.data(), num_logit_rows_ * 4,
+                                      cudaMemcpyDeviceToHost, stream));
+  }
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status CudaModelBase::copy_blocks(int group,
+                                  std::span<const std::pair<int32_t, int32_t>> src_dst) {
+  if (group < 0 || group >= num_kv_groups()) {
+    return Status::invalid_argument(
+        fmt::format("copy_blocks: KV group {} of {}", group, num_kv_groups()));
+  }
+  const int nb = num_blocks_[group];
+  for (const auto& [src, dst] : src_dst) {
+    if (src < 0 || src >= nb || dst < 0 || dst >= nb) {
+      return Status::invalid_argument(fmt::format(
+          "copy_blocks: block {} -> {} out of range: group {} has {} blocks", src, dst, group, nb));
+    }
+  }
+  auto stream = static_cast<cudaStream_t>(stream_);
+  const int bs = options_.block_size;
+  // Runs of consecutive pairs (src + i -> dst + i) go as one copy per tensor. A run only
+  // grows while its source and destination ranges stay disjoint, so every copy is a plain
+  // memcpy and the in-order meaning of the pairs holds.
+  size_t i = 0;
+  while (i < src_dst.size()) {
+    const int32_t src = src_dst[i].first, dst = src_dst[i].second;
+    int32_t n = 1;
+    while (i + n < src_dst.size() && src_dst[i + n].first == src + n &&
+           src_dst[i + n].second == dst + n && (src + n < dst || dst + n < src)) {
+      ++n;
+    }
+    i += static_cast<size_t>(n);
+    if (src == dst) continue;
+    for (int layer : groups_[group].layers) {
+      for (const Tensor* cache : {&k_cache_[layer], &v_cache_[layer]}) {
+        // [slots, nkv, d] bf16, contiguous: block b is slots [b * bs, (b + 1) * bs).
+        const size_t block_bytes = static_cast<size_t>(bs) * cache->strides[0] * 2;
+        auto* base = static_cast<char*>(cache->data);
+        SLUICE_CUDA_CHECK(cudaMemcpyAsync(base + static_cast<size_t>(dst) * block_bytes,
+                                          base + static_cast<size_t>(src) * block_bytes,
+                                          static_cast<size_t>(n) * block_bytes,
+                                          cudaMemcpyDeviceToDevice, stream));
+      }
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace sluice::models::cuda
