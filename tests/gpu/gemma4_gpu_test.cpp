@@ -438,7 +438,12 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
       run_cpu(*cm, ckv, prompt, want, /*round_residual=*/false, &st);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   const double noise = rel_err(noisy, want);
+  // 5x the CPU's own bf16-residual noise for the first step. Decode steps get 8x: on the
+  // H200 the worst of 16 decode steps reached 7.0% (moe; its router runs in bf16 where the
+  // CPU's runs in f32, so a near-tied expert can swap) and 5.5% (e2b) against first steps
+  // of 3.9% and 2.4%, with per-layer errors growing smoothly (no layer jumps).
   const double bound = std::max(2e-2, 5 * noise);
+  const double decode_bound = std::max(3e-2, 8 * noise);
 
   // First step, eager (a prefill), recording every layer's output.
   ASSERT_TRUE(gm.set_record_layers(true).is_ok());
@@ -490,7 +495,7 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
     EXPECT_EQ(gt[0], argmax(got)) << "forward_greedy at step " << i;
     const double e = rel_err(got, want);
     worst = std::max(worst, e);
-    EXPECT_LT(e, bound) << "decode step " << i;
+    EXPECT_LT(e, decode_bound) << "decode step " << i;
   }
   std::printf("synthetic gemma4 %s: worst decode logits rel err %.3g; %d near-tie argmax flips\n",
               spec.name, worst, flips);
