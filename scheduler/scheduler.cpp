@@ -33,7 +33,7 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::create(SchedulerConfig config, K
     return Status::invalid_argument(
         fmt::format("--max-model-len is {}; it must be > 0", config.max_model_len));
   }
-  if (!policy) policy = make_fcfs_policy();
+  if (!policy) policy = make_policy(config.policy);
   return std::unique_ptr<Scheduler>(new Scheduler(config, std::move(kv), std::move(policy)));
 }
 
@@ -187,8 +187,10 @@ void Scheduler::admit_waiting(int32_t& budget, std::vector<Scheduled>& scheduled
     waiting_.erase(waiting_.begin() + static_cast<ptrdiff_t>(idx));
     infos.erase(infos.begin() + static_cast<ptrdiff_t>(idx));
     running_.push_back(seq);
-    scheduled.push_back(Scheduled{seq, hit.num_tokens, num_new, std::move(*delta)});
+    scheduled.push_back(Scheduled{seq, hit.num_tokens, num_new, std::move(*delta), true});
     budget -= num_new;
+    policy_->on_scheduled(sequence_info(*seq), num_new,
+                          num_samples_for(*seq, hit.num_tokens + num_new));
   }
 }
 
@@ -220,7 +222,10 @@ StepPlan Scheduler::schedule() {
                                                      num_samples_for(*s.seq, end), kv_));
     plan.num_batched_tokens += s.num_new_tokens;
     plan.blocks.merge(s.delta);
-    policy_->on_scheduled(sequence_info(*s.seq), s.num_new_tokens);
+    if (!s.charged) {
+      policy_->on_scheduled(sequence_info(*s.seq), s.num_new_tokens,
+                            num_samples_for(*s.seq, end));
+    }
   }
   SLUICE_CHECK(plan.num_batched_tokens <= config_.max_num_batched_tokens,
                "step {} has {} tokens over the budget {}", plan.step_id, plan.num_batched_tokens,

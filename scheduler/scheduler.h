@@ -12,7 +12,10 @@
 //      recompute: its blocks are freed, its computed tokens reset, and it goes back to the
 //      front of the waiting queue (its output so far is kept and recomputed later);
 //   2. then, if nothing was preempted, waiting sequences in the policy's order, each admitted
-//      only if the pools can hold its next chunk (after its prefix-cache hit).
+//      only if the pools can hold its next chunk (after its prefix-cache hit). The policy
+//      hears of each admission (on_scheduled) before its next pick, so a fair-share policy
+//      sees the service it just granted; running sequences are reported after the pass
+//      (one of them may still be preempted within it).
 // Long prompts are chunked: a sequence takes min(remaining, budget left) tokens per step.
 
 #include <cstdint>
@@ -34,6 +37,8 @@ struct SchedulerConfig {
   int32_t max_num_seqs = 128;             // --max-num-seqs: running sequences at once (an unforked
                                           // n > 1 request reserves n)
   int32_t max_model_len = 8192;           // --max-model-len: prompt + output per sequence
+  // --scheduling-policy: the admission policy create() builds when given none.
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
 };
 
 struct SchedulerStats {
@@ -49,7 +54,7 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // Checks the config (every value > 0). A null policy means FCFS.
+  // Checks the config (every value > 0). A null policy means make_policy(config.policy).
   static StatusOr<std::unique_ptr<Scheduler>> create(SchedulerConfig config, KvCacheManager kv,
                                                      std::unique_ptr<AdmissionPolicy> policy);
 
@@ -96,6 +101,7 @@ class Scheduler {
     int32_t start;
     int32_t num_new_tokens;
     BlockDelta delta;
+    bool charged = false;  // the policy has seen it (on_scheduled)
   };
   struct RequestEntry {
     std::vector<SequenceId> live;  // choices not finished

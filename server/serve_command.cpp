@@ -26,6 +26,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
+#include "server/model_backend.h"
 #include "server/model_path.h"
 #include "server/openai_http.h"
 #include "server/serve_context.h"
@@ -202,6 +203,14 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching,
               "Reuse the KV blocks of shared prompt prefixes")
       ->capture_default_str();
+  s->add_option("--device", o.device,
+                "cpu, cuda, or auto (cuda when this build has it and a GPU is visible)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  s->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                "Fraction of the GPU's memory for weights, activations and the KV cache")
+      ->check(CLI::Range(0.05, 1.0))
+      ->capture_default_str();
   s->add_option("--tensor-parallel-size", o.tensor_parallel_size,
                 "GPUs one model is sharded over (only 1 today)")
       ->check(CLI::Range(1, 64))
@@ -209,6 +218,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_option("--chat-template", o.chat_template,
                 "Jinja chat template file that overrides the model's")
       ->check(CLI::ExistingFile);
+  s->add_option("--scheduling-policy", o.scheduling_policy,
+                "Admission order: 'fair' (strict priority classes, then weighted fair share "
+                "between tenants) or 'fcfs' (arrival order)")
+      ->check(CLI::IsMember({"fair", "fcfs"}))
+      ->capture_default_str();
   s->fallthrough();  // `sluice serve --config FILE` reaches the root's --config
   return s;
 }
@@ -236,11 +250,18 @@ int run_serve(const ServeOptions& o) {
                                               : static_cast<int>(std::thread::hardware_concurrency()));
   auto path = resolve_model_path(o.model);
   if (!path.is_ok()) return fail(path.status().message(), 2);
-  auto loaded_or = models::load_model(*path, models::LoadOptions{}, kernels::cpu_ops());
-  if (!loaded_or.is_ok()) return fail(loaded_or.status().message(), 2);
-  models::LoadedModel& lm = *loaded_or;
-  const models::ModelConfig cfg = lm.model->config();
-  SLUICE_LOG_INFO("loaded {} ({})", lm.path, cfg.summary());
+  BackendOptions bo;
+  bo.device = o.device;
+  bo.gpu_memory_utilization = static_cast<float>(o.gpu_memory_utilization);
+  bo.max_num_seqs = o.max_num_seqs;
+  bo.max_num_batched_tokens = o.max_num_batched_tokens;
+  bo.block_size = o.block_size;
+  auto backend_or = load_backend(*path, bo);
+  if (!backend_or.is_ok()) return fail(backend_or.status().message(), 2);
+  Backend& backend = *backend_or;
+  models::LoadedModel& lm = backend.loaded;
+  const models::ModelConfig cfg = backend.config;
+  SLUICE_LOG_INFO("loaded {} on {} ({})", lm.path, backend.device, cfg.summary());
 
   ServeContext st;
   st.served_name = o.served_model_name.empty() ? lm.name : o.served_model_name;
@@ -287,7 +308,9 @@ int run_serve(const ServeOptions& o) {
   ec.max_model_len = st.max_model_len;
   ec.eos_token_ids = lm.defaults.stop_token_ids;
   ec.enable_prefix_caching = o.enable_prefix_caching;
-  auto engine_or = engine::Engine::create(std::move(lm.model), ec);
+  ec.scheduling_policy = scheduler::parse_scheduling_policy(o.scheduling_policy)
+                             .value_or(scheduler::SchedulingPolicy::kFair);  // checked by CLI
+  auto engine_or = make_engine(backend, ec);
   if (!engine_or.is_ok()) return fail(engine_or.status().message(), 1);
   st.engine = std::move(engine_or).value();
 

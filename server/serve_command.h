@@ -45,8 +45,11 @@ struct ServeOptions {
   std::string log_format = "text";
   int max_logprobs = 20;
   bool enable_prefix_caching = true;
+  std::string device = "auto";  // cpu, cuda or auto
+  double gpu_memory_utilization = 0.9;
   int tensor_parallel_size = 1;
   std::string chat_template;  // a Jinja file overriding the model's template
+  std::string scheduling_policy = "fair";  // "fair" (priority, then tenant share) or "fcfs"
 };
 
 // Adds the subcommand and its flags to `app`; `opts` receives the parsed values.

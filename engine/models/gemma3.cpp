@@ -4,6 +4,9 @@
 
 #include <algorithm>
 
+#include "common/check.h"
+#include "engine/weights/weight_source.h"
+
 namespace sluice::models {
 
 using kernels::DType;
@@ -15,7 +18,12 @@ StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(ModelConfig config, Wei
   const ModelConfig& c = m->config_;
   WeightBinder& b = m->binder_;
   const int64_t H = c.hidden_size;
-  SLUICE_ASSIGN_OR_RETURN(m->embed_, b.matrix(TensorRole::kTokenEmbedding, -1, c.vocab_size, H));
+  SLUICE_ASSIGN_OR_RETURN(m->head_, b.linear(TensorRole::kTokenEmbedding, -1, c.vocab_size, H));
+  if (m->head_.quant.defined()) {
+    SLUICE_ASSIGN_OR_RETURN(m->embed_info_, b.info(TensorRole::kTokenEmbedding, -1));
+  } else {
+    m->embed_ = m->head_.dense;
+  }
   SLUICE_ASSIGN_OR_RETURN(m->final_norm_, b.vector(TensorRole::kFinalNorm, -1, H));
   m->layers_.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
@@ -23,23 +31,41 @@ StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(ModelConfig config, Wei
     const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads, I = lc.intermediate_size;
     Gemma3Layer& L = m->layers_[i];
     SLUICE_ASSIGN_OR_RETURN(L.attn_norm, b.vector(TensorRole::kAttnNorm, i, H));
-    SLUICE_ASSIGN_OR_RETURN(L.wq, b.matrix(TensorRole::kQProj, i, nq * d, H));
-    SLUICE_ASSIGN_OR_RETURN(L.wk, b.matrix(TensorRole::kKProj, i, nkv * d, H));
-    SLUICE_ASSIGN_OR_RETURN(L.wv, b.matrix(TensorRole::kVProj, i, nkv * d, H));
-    SLUICE_ASSIGN_OR_RETURN(L.wo, b.matrix(TensorRole::kOProj, i, H, nq * d));
+    SLUICE_ASSIGN_OR_RETURN(L.wq, b.linear(TensorRole::kQProj, i, nq * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wk, b.linear(TensorRole::kKProj, i, nkv * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wv, b.linear(TensorRole::kVProj, i, nkv * d, H));
+    SLUICE_ASSIGN_OR_RETURN(L.wo, b.linear(TensorRole::kOProj, i, H, nq * d));
     SLUICE_ASSIGN_OR_RETURN(L.q_norm, b.vector(TensorRole::kQNorm, i, d));
     SLUICE_ASSIGN_OR_RETURN(L.k_norm, b.vector(TensorRole::kKNorm, i, d));
     SLUICE_ASSIGN_OR_RETURN(L.post_attn_norm, b.vector(TensorRole::kPostAttnNorm, i, H));
     SLUICE_ASSIGN_OR_RETURN(L.ffn_norm, b.vector(TensorRole::kFfnNorm, i, H));
-    SLUICE_ASSIGN_OR_RETURN(L.w_gate, b.matrix(TensorRole::kGateProj, i, I, H));
-    SLUICE_ASSIGN_OR_RETURN(L.w_up, b.matrix(TensorRole::kUpProj, i, I, H));
-    SLUICE_ASSIGN_OR_RETURN(L.w_down, b.matrix(TensorRole::kDownProj, i, H, I));
+    SLUICE_ASSIGN_OR_RETURN(L.w_gate, b.linear(TensorRole::kGateProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(L.w_up, b.linear(TensorRole::kUpProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(L.w_down, b.linear(TensorRole::kDownProj, i, H, I));
     SLUICE_ASSIGN_OR_RETURN(L.post_ffn_norm, b.vector(TensorRole::kPostFfnNorm, i, H));
   }
   // HF casts sqrt(H) to the embedding dtype before multiplying (bf16: 25.25 for H = 640);
   // GGUF and f32 checkpoints use the exact value (docs/numerics.md).
   m->config_.embed_scale = b.embedding_scale(c.hidden_size);
   return m;
+}
+
+void Gemma3Model::embed(std::span<const int32_t> tokens, const Tensor& x) {
+  const ModelConfig& c = config_;
+  const int T = static_cast<int>(tokens.size());
+  if (embed_info_ == nullptr) {
+    ops_.embedding({x, embed_, Tensor::make(const_cast<int32_t*>(tokens.data()), DType::kI32, {T}), c.embed_scale});
+    return;
+  }
+  // A quantized table: dequantize each token's row (ids were validated by the caller), then
+  // scale it as the embedding op does.
+  const int64_t H = c.hidden_size;
+  for (int t = 0; t < T; ++t) {
+    float* row = x.ptr<float>() + t * x.strides[0];
+    Status s = weights::convert_to_f32(*embed_info_, static_cast<uint64_t>(tokens[t]) * H, H, row);
+    SLUICE_CHECK(s.is_ok(), "token table lookup: {}", s.to_string());
+    for (int64_t i = 0; i < H; ++i) row[i] *= c.embed_scale;
+  }
 }
 
 void Gemma3Model::ensure_scratch(int T) {
@@ -66,7 +92,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   Tensor token_seq = i32(batch.token_seq, {T});
   Tensor seq_lens = i32(batch.seq_lens, {S});
 
-  ops_.embedding({x, embed_, i32(batch.tokens, {T}), c.embed_scale});
+  embed(batch.tokens, x);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     const Gemma3Layer& L = layers_[li];
@@ -78,9 +104,9 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
 
     ops_.rms_norm({a, x, L.attn_norm, eps, one_plus});
-    ops_.matmul({q, a, L.wq});
-    ops_.matmul({k, a, L.wk});
-    ops_.matmul({v, a, L.wv});
+    linear(ops_, q, a, L.wq);
+    linear(ops_, k, a, L.wk);
+    linear(ops_, v, a, L.wv);
     Tensor q_heads = q.view({T * nq, d});
     Tensor k_heads = k.view({T * nkv, d});
     ops_.rms_norm({q_heads, q_heads, L.q_norm, eps, one_plus});
@@ -94,17 +120,17 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
                           i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
                           c.attn_scale, window, c.attn_logit_softcap});
-    ops_.matmul({o, attn.view({T, nq * d}), L.wo});
+    linear(ops_, o, attn.view({T, nq * d}), L.wo);
     ops_.add_rms_norm({x, o, L.post_attn_norm, eps, one_plus});
 
     ops_.rms_norm({a, x, L.ffn_norm, eps, one_plus});
     Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
     Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
     Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    ops_.matmul({gate, a, L.w_gate});
-    ops_.matmul({up, a, L.w_up});
+    linear(ops_, gate, a, L.w_gate);
+    linear(ops_, up, a, L.w_up);
     ops_.geglu({act, gate, up});
-    ops_.matmul({o, act, L.w_down});
+    linear(ops_, o, act, L.w_down);
     ops_.add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus});
   }
 
@@ -118,7 +144,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   Tensor y = a.slice_rows(0, R);
   ops_.rms_norm({y, rows, final_norm_, eps, one_plus});
   Tensor out = Tensor::make(logits.data(), DType::kF32, {R, c.vocab_size});
-  ops_.matmul({out, y, embed_});
+  linear(ops_, out, y, head_);
   if (c.final_logit_softcap > 0) ops_.softcap({out, c.final_logit_softcap});
   return Status::ok();
 }

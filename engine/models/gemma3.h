@@ -9,11 +9,15 @@
 #include "engine/models/model.h"
 #include "engine/models/weight_binder.h"
 
+namespace sluice::weights {
+struct WeightInfo;
+}  // namespace sluice::weights
+
 namespace sluice::models {
 
 struct Gemma3Layer {
-  kernels::Tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
-  kernels::Tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+  kernels::Tensor attn_norm, q_norm, k_norm, post_attn_norm, ffn_norm, post_ffn_norm;
+  LinearWeight wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
 class Gemma3Model final : public Model {
@@ -30,11 +34,16 @@ class Gemma3Model final : public Model {
   Gemma3Model(ModelConfig config, WeightBinder binder, const kernels::OpTable& ops)
       : config_(std::move(config)), binder_(std::move(binder)), ops_(ops) {}
   void ensure_scratch(int num_tokens);
+  void embed(std::span<const int32_t> tokens, const kernels::Tensor& x);
 
   ModelConfig config_;
   WeightBinder binder_;
   const kernels::OpTable& ops_;
-  kernels::Tensor embed_;       // [V, H], also the tied output head
+  // The token table [V, H], also the tied output head. Dense in embed_, or (weights kept
+  // quantized) only as head_.quant, with lookups dequantizing rows of embed_info_.
+  kernels::Tensor embed_;
+  LinearWeight head_;
+  const weights::WeightInfo* embed_info_ = nullptr;
   kernels::Tensor final_norm_;  // [H]
   std::vector<Gemma3Layer> layers_;
 

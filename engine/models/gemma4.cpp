@@ -49,31 +49,31 @@ StatusOr<std::unique_ptr<Gemma4Model>> Gemma4Model::load(ModelConfig config, Wei
     const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads, I = lc.intermediate_size;
     Gemma4Layer& Ly = m->layers_[i];
     SLUICE_ASSIGN_OR_RETURN(Ly.attn_norm, b.vector(TensorRole::kAttnNorm, i, H));
-    SLUICE_ASSIGN_OR_RETURN(Ly.wq, b.matrix(TensorRole::kQProj, i, nq * d, H));
+    SLUICE_ASSIGN_OR_RETURN(Ly.wq, b.linear(TensorRole::kQProj, i, nq * d, H));
     SLUICE_ASSIGN_OR_RETURN(Ly.q_norm, b.vector(TensorRole::kQNorm, i, d));
-    SLUICE_ASSIGN_OR_RETURN(Ly.wo, b.matrix(TensorRole::kOProj, i, H, nq * d));
+    SLUICE_ASSIGN_OR_RETURN(Ly.wo, b.linear(TensorRole::kOProj, i, H, nq * d));
     SLUICE_ASSIGN_OR_RETURN(Ly.post_attn_norm, b.vector(TensorRole::kPostAttnNorm, i, H));
     // KV-shared layers read their source's cache: whatever K/V weights a checkpoint carries
     // for them are never bound. K=V layers have no v_proj (V is the raw K projection).
     if (lc.owns_kv()) {
-      SLUICE_ASSIGN_OR_RETURN(Ly.wk, b.matrix(TensorRole::kKProj, i, nkv * d, H));
+      SLUICE_ASSIGN_OR_RETURN(Ly.wk, b.linear(TensorRole::kKProj, i, nkv * d, H));
       SLUICE_ASSIGN_OR_RETURN(Ly.k_norm, b.vector(TensorRole::kKNorm, i, d));
       if (!lc.k_eq_v) {
-        SLUICE_ASSIGN_OR_RETURN(Ly.wv, b.matrix(TensorRole::kVProj, i, nkv * d, H));
+        SLUICE_ASSIGN_OR_RETURN(Ly.wv, b.linear(TensorRole::kVProj, i, nkv * d, H));
       }
     }
     SLUICE_ASSIGN_OR_RETURN(Ly.ffn_norm, b.vector(TensorRole::kFfnNorm, i, H));
-    SLUICE_ASSIGN_OR_RETURN(Ly.w_gate, b.matrix(TensorRole::kGateProj, i, I, H));
-    SLUICE_ASSIGN_OR_RETURN(Ly.w_up, b.matrix(TensorRole::kUpProj, i, I, H));
-    SLUICE_ASSIGN_OR_RETURN(Ly.w_down, b.matrix(TensorRole::kDownProj, i, H, I));
+    SLUICE_ASSIGN_OR_RETURN(Ly.w_gate, b.linear(TensorRole::kGateProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(Ly.w_up, b.linear(TensorRole::kUpProj, i, I, H));
+    SLUICE_ASSIGN_OR_RETURN(Ly.w_down, b.linear(TensorRole::kDownProj, i, H, I));
     SLUICE_ASSIGN_OR_RETURN(Ly.post_ffn_norm, b.vector(TensorRole::kPostFfnNorm, i, H));
     if (c.layer_scalar) {
       SLUICE_ASSIGN_OR_RETURN(Tensor s, b.vector(TensorRole::kLayerScalar, i, 1));
       Ly.layer_scalar = *s.ptr<const float>();
     }
     if (lc.has_ple) {
-      SLUICE_ASSIGN_OR_RETURN(Ly.ple_gate, b.matrix(TensorRole::kPleGate, i, P, H));
-      SLUICE_ASSIGN_OR_RETURN(Ly.ple_proj, b.matrix(TensorRole::kPleProjection, i, H, P));
+      SLUICE_ASSIGN_OR_RETURN(Ly.ple_gate, b.linear(TensorRole::kPleGate, i, P, H));
+      SLUICE_ASSIGN_OR_RETURN(Ly.ple_proj, b.linear(TensorRole::kPleProjection, i, H, P));
       SLUICE_ASSIGN_OR_RETURN(Ly.ple_post_norm, b.vector(TensorRole::kPlePostNorm, i, H));
     }
     if (lc.moe) {
@@ -233,7 +233,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     // its source layer's storage, written earlier in this same step).
     ops_.rms_norm({a, x, Ly.attn_norm, eps, false});
     Tensor q = Tensor::make(s_.q.data(), DType::kF32, {T, nq * d});
-    ops_.matmul({q, a, Ly.wq});
+    linear(ops_, q, a, Ly.wq);
     Tensor q_heads = q.view({T * nq, d});
     ops_.rms_norm({q_heads, q_heads, Ly.q_norm, eps, false});
     ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
@@ -242,13 +242,13 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
       Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
       Tensor k_heads = k.view({T * nkv, d});
       Tensor v_heads = v.view({T * nkv, d});
-      ops_.matmul({k, a, Ly.wk});
+      linear(ops_, k, a, Ly.wk);
       // V-norm: weightless RMS per head; on K=V layers it reads the raw K projection, before
       // k_norm and RoPE.
       if (lc.k_eq_v) {
         ops_.rms_norm({v_heads, k_heads, Tensor{}, eps, false});
       } else {
-        ops_.matmul({v, a, Ly.wv});
+        linear(ops_, v, a, Ly.wv);
         ops_.rms_norm({v_heads, v_heads, Tensor{}, eps, false});
       }
       ops_.rms_norm({k_heads, k_heads, Ly.k_norm, eps, false});
@@ -260,7 +260,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
                           i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
                           c.attn_scale, window, c.attn_logit_softcap});
-    ops_.matmul({o, attn.view({T, nq * d}), Ly.wo});
+    linear(ops_, o, attn.view({T, nq * d}), Ly.wo);
     ops_.add_rms_norm({x, o, Ly.post_attn_norm, eps, false});
 
     // Dense GeGLU MLP (2I wide on E2B's KV-shared layers: lc.intermediate_size says so).
@@ -268,10 +268,10 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
     Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
     Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    ops_.matmul({gate, a, Ly.w_gate});
-    ops_.matmul({up, a, Ly.w_up});
+    linear(ops_, gate, a, Ly.w_gate);
+    linear(ops_, up, a, Ly.w_up);
     ops_.geglu({act, gate, up});
-    ops_.matmul({o, act, Ly.w_down});
+    linear(ops_, o, act, Ly.w_down);
     if (lc.moe) {
       // m = RMSNorm(dense; post_1) + RMSNorm(MoE(x); post_2), the router and the experts
       // reading the post-attention residual x.
@@ -288,9 +288,9 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     if (lc.has_ple) {
       Tensor g = Tensor::make(ple_gate_.data(), DType::kF32, {T, P});
       Tensor gp = Tensor::make(ple_gate_.data() + static_cast<size_t>(T) * P, DType::kF32, {T, P});
-      ops_.matmul({g, x, Ly.ple_gate});
+      linear(ops_, g, x, Ly.ple_gate);
       ops_.geglu({gp, g, strided_rows(Tensor::make(ple, DType::kF32, {T, L * P}), li * P, T, P, L * P)});
-      ops_.matmul({o, gp, Ly.ple_proj});
+      linear(ops_, o, gp, Ly.ple_proj);
       ops_.add_rms_norm({x, o, Ly.ple_post_norm, eps, false});
     }
     if (c.layer_scalar) ops_.scale({x, Ly.layer_scalar});

@@ -22,11 +22,15 @@
 namespace sluice::models {
 
 struct Gemma4Layer {
-  kernels::Tensor attn_norm, wq, q_norm, wo, post_attn_norm;
-  kernels::Tensor wk, wv, k_norm;  // undefined on KV-shared layers; wv also on K=V layers
-  kernels::Tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+  kernels::Tensor attn_norm, q_norm, post_attn_norm;
+  LinearWeight wq, wo;
+  LinearWeight wk, wv;  // undefined on KV-shared layers; wv also on K=V layers
+  kernels::Tensor k_norm;
+  kernels::Tensor ffn_norm, post_ffn_norm;
+  LinearWeight w_gate, w_up, w_down;
   // PLE (undefined without it).
-  kernels::Tensor ple_gate, ple_proj, ple_post_norm;
+  LinearWeight ple_gate, ple_proj;
+  kernels::Tensor ple_post_norm;
   // MoE branch (undefined without it).
   kernels::Tensor post_ffn_norm_1, pre_ffn_norm_2, post_ffn_norm_2;
   kernels::Tensor router_proj, router_scale;   // [E, H], [H]

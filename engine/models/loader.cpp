@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "common/log.h"
 #include "engine/models/gemma3.h"
@@ -18,6 +20,15 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// Quantized weights stay quantized only for the CPU backend (its kernels read the blocks)
+// and unless SLUICE_CPU_WEIGHTS=f32 asks for the f32 reference path.
+bool keep_quantized(const LoadOptions& options, const kernels::OpTable& ops) {
+  if (!options.keep_quantized) return false;
+  if (std::string_view(ops.backend).substr(0, 3) != "cpu") return false;
+  const char* env = std::getenv("SLUICE_CPU_WEIGHTS");
+  return env == nullptr || std::string_view(env) != "f32";
+}
 
 constexpr uint64_t kMaxJsonFileBytes = 64u << 20;
 
@@ -150,6 +161,7 @@ StatusOr<LoadedModel> load_model(const std::string& path, const LoadOptions& opt
   // Multimodal checkpoints: the binder finds the text model under its prefix, and the vision
   // and audio towers are never read.
   WeightBinder binder(files.source, options.keep_bf16);
+  binder.set_keep_quantized(keep_quantized(options, ops));
   if (config.arch == Arch::kGemma4) {
     SLUICE_ASSIGN_OR_RETURN(out.model, Gemma4Model::load(std::move(config), std::move(binder), ops));
   } else {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
 
 #include "common/half.h"
 #include "engine/weights/weight_source.h"
@@ -49,6 +50,23 @@ RoleNames role_names(TensorRole role) {
     case TensorRole::kExpertsDown: return {"ffn_down_exps.weight", "experts.down_proj"};
   }
   return {"", ""};
+}
+
+// The quantized-kernel type of a stored dtype, or nullopt for dense types.
+std::optional<kernels::cpu::QuantType> quant_type_of(weights::SourceDType t) {
+  using weights::SourceDType;
+  using kernels::cpu::QuantType;
+  switch (t) {
+    case SourceDType::kQ4_0: return QuantType::kQ4_0;
+    case SourceDType::kQ4_1: return QuantType::kQ4_1;
+    case SourceDType::kQ5_0: return QuantType::kQ5_0;
+    case SourceDType::kQ5_1: return QuantType::kQ5_1;
+    case SourceDType::kQ8_0: return QuantType::kQ8_0;
+    case SourceDType::kQ4_K: return QuantType::kQ4_K;
+    case SourceDType::kQ5_K: return QuantType::kQ5_K;
+    case SourceDType::kQ6_K: return QuantType::kQ6_K;
+    default: return std::nullopt;
+  }
 }
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
@@ -102,6 +120,27 @@ StatusOr<kernels::Tensor> WeightBinder::bind(TensorRole role, int layer, std::ve
 
 StatusOr<kernels::Tensor> WeightBinder::matrix(TensorRole role, int layer, int64_t rows, int64_t cols) {
   return bind(role, layer, {rows, cols}, /*allow_bf16=*/true);
+}
+
+StatusOr<LinearWeight> WeightBinder::linear(TensorRole role, int layer, int64_t rows, int64_t cols) {
+  LinearWeight w;
+  if (keep_quantized_ && is_gguf_) {
+    SLUICE_ASSIGN_OR_RETURN(const weights::WeightInfo* info, source_->get(tensor_name(role, layer)));
+    std::optional<kernels::cpu::QuantType> qt = quant_type_of(info->dtype);
+    if (qt && info->shape == std::vector<int64_t>{rows, cols} &&
+        kernels::cpu::quant_row_bytes(*qt, cols) > 0 &&
+        static_cast<uint64_t>(kernels::cpu::quant_row_bytes(*qt, cols) * rows) == info->nbytes) {
+      w.quant = {info->data, *qt, rows, cols, kernels::cpu::quant_row_bytes(*qt, cols)};
+      mapped_bytes_ += info->nbytes;
+      return w;
+    }
+  }
+  SLUICE_ASSIGN_OR_RETURN(w.dense, matrix(role, layer, rows, cols));
+  return w;
+}
+
+StatusOr<const weights::WeightInfo*> WeightBinder::info(TensorRole role, int layer) const {
+  return source_->get(tensor_name(role, layer));
 }
 
 StatusOr<kernels::Tensor> WeightBinder::vector(TensorRole role, int layer, int64_t n) {

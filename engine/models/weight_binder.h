@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/models/linear.h"
 #include "kernels/tensor.h"
 
 namespace sluice::weights {
 class WeightSource;
 struct OwnedTensor;
+struct WeightInfo;
 }  // namespace sluice::weights
 
 namespace sluice::models {
@@ -63,8 +65,19 @@ class WeightBinder {
   WeightBinder& operator=(WeightBinder&&) noexcept;
   ~WeightBinder();
 
+  // Whether linear() may hand out quantized blocks (set by the loader; off by default, so
+  // every matrix is dense as the reference path expects).
+  void set_keep_quantized(bool keep) { keep_quantized_ = keep; }
+  bool keep_quantized() const { return keep_quantized_; }
+
   // The tensor for `role` of layer `layer` (-1 for model-level tensors) as [rows, cols].
   StatusOr<kernels::Tensor> matrix(TensorRole role, int layer, int64_t rows, int64_t cols);
+  // The same as a Linear weight: with keep_quantized() and a GGUF tensor stored in a type the
+  // quantized kernels take (Q4_0 .. Q6_K, cols a whole number of blocks), a zero-copy view of
+  // its blocks in the mapped file; otherwise matrix()'s dense tensor.
+  StatusOr<LinearWeight> linear(TensorRole role, int layer, int64_t rows, int64_t cols);
+  // The stored tensor itself (for row lookups into a table left quantized).
+  StatusOr<const weights::WeightInfo*> info(TensorRole role, int layer) const;
   StatusOr<kernels::Tensor> vector(TensorRole role, int layer, int64_t n);
   // Any rank (e.g. stacked expert weights [E, rows, cols]); bf16 kept like a matrix.
   StatusOr<kernels::Tensor> tensor(TensorRole role, int layer, std::vector<int64_t> shape);
@@ -89,6 +102,7 @@ class WeightBinder {
 
   std::shared_ptr<weights::WeightSource> source_;
   bool keep_bf16_ = false;
+  bool keep_quantized_ = false;
   bool is_gguf_ = false;
   std::string hf_prefix_;  // "model." or "model.language_model." or "language_model.model."
   std::vector<std::unique_ptr<weights::OwnedTensor>> owned_;

@@ -76,6 +76,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::start(std::unique_ptr<Executor> execut
   sc.max_num_batched_tokens = config.max_num_batched_tokens;
   sc.max_num_seqs = config.max_num_seqs;
   sc.max_model_len = config.max_model_len;
+  sc.policy = config.scheduling_policy;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Scheduler> sched,
                           scheduler::Scheduler::create(sc, std::move(kv), nullptr));
   std::unique_ptr<Engine> engine(

@@ -48,6 +48,10 @@ struct EngineConfig {
   int32_t max_model_len = 0;  // 0: the model's max_position_embeddings
   std::vector<TokenId> eos_token_ids;
   bool enable_prefix_caching = true;
+  // Which waiting request runs next (--scheduling-policy): kFair is strict priority classes,
+  // then weighted fair share between tenants (scheduler::FairSharePolicy); kFcfs is arrival
+  // order, ignoring tenant and priority. With one tenant and one priority they agree.
+  scheduler::SchedulingPolicy scheduling_policy = scheduler::SchedulingPolicy::kFair;
   // Start with the step loop paused until resume(): requests submitted meanwhile are all
   // drained by the first iteration (tests use it to submit a batch at once).
   bool start_paused = false;

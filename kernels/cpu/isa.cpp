@@ -15,6 +15,7 @@ struct Features {
   bool avx2 = false;    // AVX2 + FMA + F16C, YMM state enabled by the OS
   bool avx512 = false;  // the above + AVX512F/BW/VL/DQ, ZMM + opmask state enabled
   bool avx512_bf16 = false;
+  bool avx512_vnni = false;
 };
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,6 +46,7 @@ Features probe() {
   const bool avx512vl = ebx & (1u << 31);
   f.avx2 = ymm_state && avx2 && fma && f16c;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+  f.avx512_vnni = f.avx512 && (ecx & (1u << 11));
   unsigned eax1 = 0, ebx1, ecx1, edx1;
   if (f.avx512 && __get_cpuid_count(7, 1, &eax1, &ebx1, &ecx1, &edx1)) {
     f.avx512_bf16 = eax1 & (1u << 5);
@@ -105,6 +107,8 @@ bool isa_supported(CpuIsa isa) {
 }
 
 bool avx512_bf16_supported() { return features().avx512_bf16; }
+
+bool avx512_vnni_supported() { return features().avx512_vnni; }
 
 const char* isa_name(CpuIsa isa) {
   switch (isa) {

@@ -16,8 +16,9 @@ namespace sluice::kernels::cpu {
 enum class CpuIsa { kScalar, kAvx2, kAvx512 };
 
 // kAvx2 needs AVX2 + FMA + F16C with OS support for YMM state. kAvx512 additionally needs
-// AVX512F/BW/VL/DQ with OS support for ZMM and opmask state. (The AVX-512 kernels use no
-// BF16 or VNNI instructions; see avx512_bf16_supported() for an opt-in path.)
+// AVX512F/BW/VL/DQ with OS support for ZMM and opmask state. (The dense AVX-512 kernels use
+// no BF16 or VNNI instructions; see avx512_bf16_supported() for an opt-in path. The
+// quantized matmul adds a VNNI variant, chosen by avx512_vnni_supported().)
 CpuIsa detected_isa();
 
 // SLUICE_CPU_ISA when set (validated as above), else detected_isa(). Computed once.
@@ -28,6 +29,10 @@ bool isa_supported(CpuIsa isa);
 
 // AVX512_BF16 (vdpbf16ps) on top of kAvx512 support.
 bool avx512_bf16_supported();
+
+// AVX512_VNNI (vpdpbusd, also on 256-bit vectors) on top of kAvx512 support: the quantized
+// matmul's integer dot products (quant_matmul.h).
+bool avx512_vnni_supported();
 
 // "scalar", "avx2", "avx512".
 const char* isa_name(CpuIsa isa);

@@ -24,7 +24,9 @@ class Gemma3_270M : public ::testing::Test {
   static void SetUpTestSuite() {
     path_ = testing::default_model_path();
     if (path_.empty()) return;
-    auto loaded = load_model(path_, {}, kernels::cpu_ops());
+    LoadOptions options;
+    options.keep_quantized = false;  // the f32 reference path (quantized: gemma3_270m_quant_test)
+    auto loaded = load_model(path_, options, kernels::cpu_ops());
     ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
     model_ = new LoadedModel(std::move(*loaded));
     ref_ = new json(json::parse(testing::read_file(testing::fixture_path("gemma3_270m/reference.json"))));
