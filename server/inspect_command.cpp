@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -66,8 +67,8 @@ struct CheckpointBytes {
   uint64_t unused_kv_bytes = 0, unused_kv_params = 0;
   uint64_t other_tensors = 0, other_bytes = 0;  // vision/audio towers and anything else
   // Memory the loaded text decoder holds, as the weight binder keeps it by default: f32 and
-  // bf16 matrices stay in the file mapping (zero-copy); vectors become f32 and f16 or
-  // quantized matrices are converted to f32, into owned buffers.
+  // bf16 matrices and GGUF's quantized matrices stay in the file mapping (zero-copy); vectors
+  // become f32 and f16 matrices are converted to f32, into owned buffers.
   uint64_t mapped_bytes = 0, converted_bytes = 0;
 };
 
@@ -91,6 +92,8 @@ CheckpointBytes count_checkpoint(const weights::WeightSource& src, const ModelCo
     }
     if (cb.text_prefix.empty()) cb.text_prefix = "model.";
   }
+  const char* weights_env = std::getenv("SLUICE_CPU_WEIGHTS");
+  const bool f32_reference = weights_env != nullptr && std::string_view(weights_env) == "f32";
   const int first_shared = c.num_layers - c.num_kv_shared_layers;
   const std::string layers_prefix = cb.text_prefix + "layers.";
   for (const std::string& name : src.names()) {
@@ -121,7 +124,10 @@ CheckpointBytes count_checkpoint(const weights::WeightSource& src, const ModelCo
       }
     }
     const bool matrix = w->shape.size() >= 2;
-    if (w->dtype == weights::SourceDType::kF32 ||
+    // GGUF's quantized matrices run on their blocks where they sit (the CPU's quantized
+    // matmuls), unless SLUICE_CPU_WEIGHTS=f32 asks for the f32 reference path.
+    const bool quant_mapped = gguf && matrix && weights::is_quantized(w->dtype) && !f32_reference;
+    if (w->dtype == weights::SourceDType::kF32 || quant_mapped ||
         (matrix && w->dtype == weights::SourceDType::kBF16)) {
       cb.mapped_bytes += w->nbytes;
     } else {
