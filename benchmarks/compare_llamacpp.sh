@@ -196,12 +196,17 @@ for c in "${concs[@]}"; do
 done
 elapsed=$(($(date +%s) - t0))
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+# Peak resident set of each server over the whole run (VmHWM, KiB), read before they stop.
+peak_rss() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+sluice_rss=$(peak_rss "$sluice_pid")
+llama_rss=$(peak_rss "$llama_pid")
 
 python3 - "$out" "$model" "$threads" "$input_len" "$output_len" "$llama_desc" \
-  "$load_before" "$load_after" "$elapsed" "${vocab:-probed}" "${concs[@]}" <<'PY'
+  "$load_before" "$load_after" "$elapsed" "${vocab:-probed}" "$sluice_rss" "$llama_rss" \
+  "${concs[@]}" <<'PY'
 import json, os, sys
-out, model, threads, ilen, olen, llama_desc, lb, la, elapsed, vocab = sys.argv[1:11]
-concs = sys.argv[11:]
+out, model, threads, ilen, olen, llama_desc, lb, la, elapsed, vocab, srss, lrss = sys.argv[1:13]
+concs = sys.argv[13:]
 
 def load(side, c):
     with open(os.path.join(out, f"{side}-c{c}.json")) as f:
@@ -235,6 +240,15 @@ for c in concs:
             print(f"     note: {side} refused ignore_eos; EOS was banned through logit_bias")
         if d.get("errors"):
             print(f"     {side} errors: {d['errors']}")
+if "1" in concs:
+    s, l = load("sluice", "1"), load("llama", "1")
+    sp, lp = (int(ilen) * 1000 / d["median_ttft_ms"] if d["median_ttft_ms"] else 0 for d in (s, l))
+    sd, ld = (1000 / d["median_tpot_ms"] if d["median_tpot_ms"] else 0 for d in (s, l))
+    print(f"batch 1: prefill {sp:.1f} vs {lp:.1f} tok/s ({ratio(sp, lp)}x; prompt / TTFT p50), "
+          f"decode {sd:.1f} vs {ld:.1f} tok/s ({ratio(sd, ld)}x; 1 / TPOT p50)")
+srss, lrss = int(srss or 0), int(lrss or 0)
+print(f"peak RSS (VmHWM): sluice {srss / 1024:.1f} MiB, llama.cpp {lrss / 1024:.1f} MiB "
+      f"(ratio {ratio(srss, lrss)})")
 print(f"fail and len!= are sluice/llama.cpp counts (failed requests; outputs whose length != {olen})")
 print(f"load average 1/5/15 min: {lb} before, {la} after; measured for {elapsed} s; raw JSON in {out}")
 PY

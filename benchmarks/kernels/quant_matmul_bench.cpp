@@ -70,6 +70,7 @@ int register_all() {
   };
   const Shape shapes[] = {
       {"gemv_head", 1, 262144, 640},   {"batch4_head", 4, 262144, 640},
+      {"batch16_head", 16, 262144, 640},
       {"gemv_mlp_up", 1, 2048, 640},
       {"gemv_mlp_down", 1, 640, 2048}, {"batch4_mlp_up", 4, 2048, 640},
       {"batch16_mlp_up", 16, 2048, 640}, {"gemm128_mlp_up", 128, 2048, 640},

@@ -146,7 +146,8 @@ void quantize_q8_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t*
 }
 
 size_t quant_work_bytes(int64_t K) {
-  return static_cast<size_t>(kQuantTileRows) * static_cast<size_t>(K + 8 * (K / 16)) + 64;
+  // Per decoded row: K code bytes, K/16 factors and K/16 offsets (f32), K/4 expanded factors.
+  return static_cast<size_t>(kQuantTileRows) * static_cast<size_t>(2 * K + 8 * (K / 16)) + 64;
 }
 
 namespace {
