@@ -61,8 +61,8 @@ void PagedKvCache::grow(int group, int num_blocks) {
   const KvGroupLayout& g = groups_[group];
   const size_t row = static_cast<size_t>(g.num_kv_heads) * g.head_dim;
   for (int l : g.layers) {
-    k_[l].resize(row * num_blocks * block_size_);
-    v_[l].resize(row * num_blocks * block_size_);
+    k_[l].resize(row * num_blocks * block_size_ * sizeof(float));
+    v_[l].resize(row * num_blocks * block_size_ * sizeof(float));
   }
   num_blocks_[group] = num_blocks;
 }
@@ -76,14 +76,14 @@ kernels::Tensor PagedKvCache::k(int layer) {
   layer = storage_layer(layer);
   const KvGroupLayout& g = groups_[layer_group_[layer]];
   int64_t slots = static_cast<int64_t>(num_blocks_[layer_group_[layer]]) * block_size_;
-  return kernels::Tensor::make(k_[layer].data(), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});
+  return kernels::Tensor::make(static_cast<float*>(k_[layer].data()), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});
 }
 
 kernels::Tensor PagedKvCache::v(int layer) {
   layer = storage_layer(layer);
   const KvGroupLayout& g = groups_[layer_group_[layer]];
   int64_t slots = static_cast<int64_t>(num_blocks_[layer_group_[layer]]) * block_size_;
-  return kernels::Tensor::make(v_[layer].data(), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});
+  return kernels::Tensor::make(static_cast<float*>(v_[layer].data()), kernels::DType::kF32, {slots, g.num_kv_heads, g.head_dim});
 }
 
 }  // namespace sluice::models

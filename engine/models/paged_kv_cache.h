@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/zero_pages.h"
+
 #include "engine/models/model_config.h"
 #include "kernels/tensor.h"
 
@@ -55,7 +57,9 @@ class PagedKvCache {
   std::vector<KvGroupLayout> groups_;
   std::vector<int> num_blocks_;
   std::vector<int> layer_group_;
-  std::vector<std::vector<float>> k_, v_;  // per layer
+  // Per layer, f32: committed page by page as blocks are first written, so resident memory
+  // follows the blocks in use, not --kv-cache-memory-bytes.
+  std::vector<ZeroPages> k_, v_;
 };
 
 }  // namespace sluice::models

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "engine/sampling/penalties.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/isa.h"
 
 namespace sluice::sampling {
 
@@ -78,6 +80,11 @@ int32_t Sampler::sample(std::span<const float> logits, SampleLogprobs* out_logpr
 
 int32_t Sampler::draw(std::span<const float> logits) {
   const float inv_t = 1.0f / params_.temperature;
+  const bool truncated = (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < logits.size()) ||
+                         params_.top_p < 1.0f || params_.min_p > 0.0f;
+  if (!truncated) {
+    if (std::optional<int32_t> t = draw_full(logits, inv_t)) return *t;
+  }
 
   // Candidates as (scaled logit, id); NaN and -inf (masked) dropped.
   auto& c = candidates_;
@@ -140,6 +147,55 @@ int32_t Sampler::draw(std::span<const float> logits) {
     if (r < 0) return e.second;
   }
   return c.back().second;
+}
+
+std::optional<int32_t> Sampler::draw_full(std::span<const float> logits, float inv_t) {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  auto& p = probs_;
+  p.resize(logits.size());
+  float max_v = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = logits[i] * inv_t;
+    if (std::isnan(v)) return std::nullopt;  // the general path drops NaN
+    p[i] = v;
+    max_v = std::max(max_v, v);
+  }
+  if (!std::isfinite(max_v)) return std::nullopt;  // all masked, or an overflow to +inf
+  // exp(v - max) in place, chunk by chunk, with the chunk sums: the walk below skips whole
+  // chunks. (-inf entries, masked ids, become exact zeros.)
+  const kernels::cpu::IsaKernels& kern = kernels::cpu::isa_kernels(kernels::cpu::active_isa());
+  const int64_t chunks = (n + kDrawChunk - 1) / kDrawChunk;
+  chunk_sums_.resize(static_cast<size_t>(chunks));
+  double total = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * kDrawChunk, len = std::min(kDrawChunk, n - b);
+    chunk_sums_[c] = kern.exp_sum(p.data() + b, len, max_v, p.data() + b);
+    total += chunk_sums_[c];
+  }
+  std::uniform_real_distribution<double> uni(0.0, total);
+  double r = uni(rng_);
+  int64_t last = -1;  // the last id with a non-zero probability, for rounding at the end
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * kDrawChunk, len = std::min(kDrawChunk, n - b);
+    if (chunk_sums_[c] <= 0.0f) continue;
+    if (r >= chunk_sums_[c] && c + 1 < chunks) {
+      r -= chunk_sums_[c];
+      for (int64_t i = b + len - 1; i >= b; --i) {
+        if (p[i] > 0.0f) {
+          last = i;
+          break;
+        }
+      }
+      continue;
+    }
+    for (int64_t i = b; i < b + len; ++i) {
+      if (p[i] <= 0.0f) continue;
+      last = i;
+      r -= p[i];
+      if (r < 0) return static_cast<int32_t>(i);
+    }
+  }
+  return static_cast<int32_t>(last);
 }
 
 }  // namespace sluice::sampling

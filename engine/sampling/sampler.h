@@ -16,6 +16,7 @@
 // it keeps (sample() does not accept on its own). Not thread-safe; one thread per sampler.
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <unordered_map>
@@ -47,6 +48,12 @@ class Sampler {
   // The logits after penalties, bias and masking: `logits` itself when none applies.
   std::span<const float> process(std::span<const float> logits);
   int32_t draw(std::span<const float> logits);
+  // draw() without top-k, top-p or min-p (every id a candidate): no candidate list, the
+  // probabilities by the CPU backend's vectorised exp into probs_, and a walk that skips
+  // whole chunks by their sums. nullopt where the general path must decide (NaN logits, no
+  // finite maximum).
+  std::optional<int32_t> draw_full(std::span<const float> logits, float inv_t);
+  static constexpr int64_t kDrawChunk = 4096;
 
   SamplingParams params_;
   std::mt19937_64 rng_;
@@ -56,6 +63,8 @@ class Sampler {
   int num_generated_ = 0;
   std::vector<float> work_;                            // processed logits, reused
   std::vector<std::pair<float, int32_t>> candidates_;  // reused between calls
+  std::vector<float> probs_;                           // draw_full's probabilities
+  std::vector<float> chunk_sums_;                      // and their sums per chunk
 };
 
 // The per-sequence sampler under the name the engine uses.

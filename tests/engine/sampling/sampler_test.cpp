@@ -43,6 +43,31 @@ TEST(Sampler, FollowsSoftmaxDistribution) {
   EXPECT_NEAR(h[2] / 20000.0, 0.2, 0.02);
 }
 
+// A vocabulary over several of draw's chunks (4096 ids each), most ids masked or negligible:
+// the chunk-skipping walk must land on ids in every chunk with their softmax frequencies,
+// never on a masked id; a NaN logit takes the general path, which drops it.
+TEST(Sampler, FullVocabularyDrawAcrossChunks) {
+  std::vector<float> l(3 * 4096 + 100, -INFINITY);
+  for (size_t i = 0; i < l.size(); i += 7) l[i] = -30.0f;  // mass ~1e-13 each
+  l[5] = std::log(0.4f);
+  l[9000] = std::log(0.35f);
+  l[3 * 4096 + 50] = std::log(0.25f);
+  for (float t : {1.0f, 0.5f}) {
+    auto h = histogram({.temperature = t, .seed = 3}, l, 20000);
+    // p_i ~ p^(1/t), renormalised.
+    const double w[3] = {std::pow(0.4, 1 / t), std::pow(0.35, 1 / t), std::pow(0.25, 1 / t)};
+    const double z = w[0] + w[1] + w[2];
+    EXPECT_NEAR(h[5] / 20000.0, w[0] / z, 0.02) << "t=" << t;
+    EXPECT_NEAR(h[9000] / 20000.0, w[1] / z, 0.02) << "t=" << t;
+    EXPECT_NEAR(h[3 * 4096 + 50] / 20000.0, w[2] / z, 0.02) << "t=" << t;
+    for (const auto& [id, n] : h) EXPECT_NE(l[id], -INFINITY) << "masked id " << id << " drawn";
+  }
+  l[100] = NAN;
+  auto h = histogram({.temperature = 1.0f, .seed = 4}, l, 2000);
+  EXPECT_EQ(h.count(100), 0u);
+  EXPECT_NEAR(h[5] / 2000.0, 0.4, 0.05);
+}
+
 TEST(Sampler, TopKTopPMinPRestrictCandidates) {
   std::vector<float> l(1000, 0.0f);
   l[10] = 5.0f;

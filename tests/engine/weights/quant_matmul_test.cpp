@@ -108,7 +108,7 @@ std::vector<Case> cases() {
   for (QuantType t : kAllTypes) {
     const bool k_quant = kernels::cpu::quant_block_elems(t) == 256;
     for (int64_t K : k_quant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{96, 640}) {
-      for (int64_t M : {1, 3, 7, 9, 16}) out.push_back({t, 37, K, M});
+      for (int64_t M : {1, 3, 7, 9, 16, 19}) out.push_back({t, 37, K, M});
     }
   }
   return out;
