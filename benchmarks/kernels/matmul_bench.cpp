@@ -1,13 +1,16 @@
 // matmul: decode GEMVs (M = 1, bandwidth bound: GB/s of weights read), small decode
 // batches, and prefill GEMMs (FLOP/s), per ISA and weight dtype, next to a read-bandwidth
 // baseline over the same buffer. Shapes are Gemma 3 270M's: the 262144 x 640 tied output
-// head, the 2048 x 640 MLP projections, and 640 x 2048 (down projection).
+// head, the 2048 x 640 MLP projections, and 640 x 2048 (down projection). bf16_dot/...: the
+// same shapes through the AVX512_BF16 dot product of the CPU fast path.
 
 #include <map>
+#include <string_view>
 #include <memory>
 #include <tuple>
 
 #include "bench_util.h"
+#include "kernels/cpu/bf16_matmul.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace sluice::kernels::bench {
@@ -60,6 +63,23 @@ void bm_matmul(benchmark::State& state, CpuIsa isa, DType dtype, int64_t M, int6
   state.counters["threads"] = cpu::num_threads();
 }
 
+// The bf16 dot product (kernels/cpu/bf16_matmul.h: bf16 activations, vdpbf16ps) on the same
+// bf16 weights, per kernel table: compare with matmul/.../bf16/avx512 (f32 activations).
+void bm_bf16_dot(benchmark::State& state, const cpu::Bf16Kernels* kern, int64_t M, int64_t N,
+                 int64_t K) {
+  ScopedThreads threads(static_cast<int>(state.range(0)));
+  WeightSet& w = weights(N, K, DType::kBF16);
+  std::vector<float> a = random_floats(M * K, 2);
+  std::vector<float> out(M * N);
+  for (auto _ : state) {
+    cpu::bf16_matmul(*kern, a.data(), K, M, w.bf16.data(), N, K, out.data(), N);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 2.0 * N * K));
+  set_flops(state, 2.0 * M * N * K);
+  state.counters["threads"] = cpu::num_threads();
+}
+
 // Read bandwidth of the same f32 buffer: every thread sums its slice (the kernels' own
 // dot product of a slice with itself, so each byte comes from memory once).
 void bm_read_baseline(benchmark::State& state, int64_t N, int64_t K) {
@@ -87,7 +107,8 @@ int register_all() {
   };
   const Shape shapes[] = {
       {"gemv_head", 1, 262144, 640},      {"gemv_mlp_up", 1, 2048, 640},
-      {"gemv_mlp_down", 1, 640, 2048},    {"batch4_mlp_up", 4, 2048, 640},
+      {"gemv_mlp_down", 1, 640, 2048},    {"batch2_mlp_up", 2, 2048, 640},
+      {"batch4_mlp_up", 4, 2048, 640},
       {"batch16_mlp_up", 16, 2048, 640},  {"gemm128_mlp_up", 128, 2048, 640},
       {"gemm512_mlp_up", 512, 2048, 640}, {"gemm128_mlp_down", 128, 640, 2048},
   };
@@ -107,6 +128,20 @@ int register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
       }
+    }
+  }
+  for (const Shape& s : shapes) {
+    for (const cpu::Bf16Kernels* kern : cpu::supported_bf16_kernels()) {
+      if (std::string_view(kern->name) == "scalar" && s.M > 16) continue;  // minutes each
+      const std::string name = std::string("bf16_dot/") + s.name + "/" + std::to_string(s.M) + "x" +
+                               std::to_string(s.N) + "x" + std::to_string(s.K) + "/" + kern->name;
+      benchmark::RegisterBenchmark((name + "/threads:1").c_str(), bm_bf16_dot, kern, s.M, s.N, s.K)
+          ->Arg(1)
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark((name + "/threads:all").c_str(), bm_bf16_dot, kern, s.M, s.N, s.K)
+          ->Arg(0)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
     }
   }
   benchmark::RegisterBenchmark("read_baseline/262144x640/f32", bm_read_baseline, 262144, 640)

@@ -1,9 +1,11 @@
 #pragma once
 // LinearWeight: the weight of one Linear layer as the CPU model runs it: either a dense
-// tensor (f32/bf16, through OpTable::matmul) or GGUF quantized blocks left as they are in the
-// mapped file (kernels/cpu/quant_matmul.h: 8-bit activations, integer block dot products).
-// Exactly one of the two is defined.
+// tensor (f32/bf16, through OpTable::matmul, or bf16 through the AVX512_BF16 dot product of
+// kernels/cpu/bf16_matmul.h) or GGUF quantized blocks left as they are in the mapped file
+// (kernels/cpu/quant_matmul.h: 8-bit activations, integer block dot products). Exactly one
+// of dense and quant is defined.
 
+#include "kernels/cpu/bf16_matmul.h"
 #include "kernels/cpu/quant_matmul.h"
 #include "kernels/ops.h"
 
@@ -12,6 +14,9 @@ namespace sluice::models {
 struct LinearWeight {
   kernels::Tensor dense;
   kernels::cpu::QuantMatrix quant;
+  // dense is bf16 and runs through the AVX512_BF16 dot product (bf16 activations) rather
+  // than OpTable::matmul (f32 activations): the CPU fast path.
+  bool bf16_dot = false;
 
   int64_t rows() const { return quant.defined() ? quant.rows : dense.dim(0); }
 };
@@ -21,6 +26,8 @@ inline void linear(const kernels::OpTable& ops, const kernels::Tensor& out,
                    const kernels::Tensor& a, const LinearWeight& w) {
   if (w.quant.defined()) {
     kernels::cpu::quant_matmul(out, a, w.quant);
+  } else if (w.bf16_dot) {
+    kernels::cpu::bf16_matmul(out, a, w.dense);
   } else {
     ops.matmul({out, a, w.dense});
   }

@@ -37,11 +37,13 @@ struct LoadOptions {
   // Keep bf16 weights as bf16 (the CPU matmul reads them directly). Quantized GGUF tensors
   // are dequantized to f32, the reference path.
   bool keep_bf16 = true;
-  // Keep GGUF quantized matrices (Q4_0 .. Q6_K) as their blocks in the mapped file and run
-  // them with the quantized CPU kernels (kernels/cpu/quant_matmul.h: activations rounded to
-  // 8 bits per 32-block, so logits differ slightly from the f32 reference). Only on the CPU
-  // backend. false, or SLUICE_CPU_WEIGHTS=f32 in the environment, dequantizes them to f32:
-  // the reference path.
+  // The CPU fast path. Keep GGUF quantized matrices (Q4_0 .. Q6_K) as their blocks in the
+  // mapped file and run them with the quantized CPU kernels (kernels/cpu/quant_matmul.h:
+  // activations rounded to 8 bits per 32-block), and run bf16 matrices with the AVX512_BF16
+  // dot product where the CPU has it (kernels/cpu/bf16_matmul.h: activations rounded to
+  // bf16); either way logits differ slightly from the reference. Only on the CPU backend.
+  // false, or SLUICE_CPU_WEIGHTS=f32 in the environment, gives the reference path: quantized
+  // matrices dequantized to f32, bf16 ones multiplied with f32 activations.
   bool keep_quantized = true;
   // The shard this process loads (check_parallel_config: world size 1 only, for now).
   ParallelConfig parallel;

@@ -136,6 +136,8 @@ StatusOr<LinearWeight> WeightBinder::linear(TensorRole role, int layer, int64_t 
     }
   }
   SLUICE_ASSIGN_OR_RETURN(w.dense, matrix(role, layer, rows, cols));
+  w.bf16_dot = keep_quantized_ && w.dense.dtype == kernels::DType::kBF16 &&
+               kernels::cpu::bf16_dot_available();
   return w;
 }
 

@@ -65,8 +65,9 @@ class WeightBinder {
   WeightBinder& operator=(WeightBinder&&) noexcept;
   ~WeightBinder();
 
-  // Whether linear() may hand out quantized blocks (set by the loader; off by default, so
-  // every matrix is dense as the reference path expects).
+  // Whether linear() may hand out the CPU fast path's weights, quantized blocks and bf16
+  // matrices for the bf16 dot product (set by the loader; off by default, so every matrix is
+  // dense with f32 activations as the reference path expects).
   void set_keep_quantized(bool keep) { keep_quantized_ = keep; }
   bool keep_quantized() const { return keep_quantized_; }
 
@@ -74,7 +75,8 @@ class WeightBinder {
   StatusOr<kernels::Tensor> matrix(TensorRole role, int layer, int64_t rows, int64_t cols);
   // The same as a Linear weight: with keep_quantized() and a GGUF tensor stored in a type the
   // quantized kernels take (Q4_0 .. Q6_K, cols a whole number of blocks), a zero-copy view of
-  // its blocks in the mapped file; otherwise matrix()'s dense tensor.
+  // its blocks in the mapped file; otherwise matrix()'s dense tensor, marked for the bf16 dot
+  // product when it is bf16, keep_quantized() and the CPU has AVX512_BF16.
   StatusOr<LinearWeight> linear(TensorRole role, int layer, int64_t rows, int64_t cols);
   // The stored tensor itself (for row lookups into a table left quantized).
   StatusOr<const weights::WeightInfo*> info(TensorRole role, int layer) const;
