@@ -197,6 +197,10 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_option("--log-format", o.log_format, "Log lines as text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  s->add_option("--seed", o.seed,
+                "Seed for requests that bring none: each draws the next value of a stream "
+                "seeded with this, in admission order (requests sent one at a time then "
+                "sample the same tokens on every start; default: a random seed per request)");
   s->add_option("--max-logprobs", o.max_logprobs, "Largest top_logprobs / logprobs a request may ask")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
@@ -308,6 +312,7 @@ int run_serve(const ServeOptions& o) {
   ec.max_model_len = st.max_model_len;
   ec.eos_token_ids = lm.defaults.stop_token_ids;
   ec.enable_prefix_caching = o.enable_prefix_caching;
+  ec.seed = o.seed;
   ec.scheduling_policy = scheduler::parse_scheduling_policy(o.scheduling_policy)
                              .value_or(scheduler::SchedulingPolicy::kFair);  // checked by CLI
   auto engine_or = make_engine(backend, ec);

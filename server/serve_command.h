@@ -13,6 +13,7 @@
 // strings are then a 400.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -44,6 +45,7 @@ struct ServeOptions {
   double request_timeout = 0;   // seconds a response may take; 0: none
   std::string log_format = "text";
   int max_logprobs = 20;
+  std::optional<uint64_t> seed;  // --seed: the seed stream of unseeded requests
   bool enable_prefix_caching = true;
   std::string device = "auto";  // cpu, cuda or auto
   double gpu_memory_utilization = 0.9;

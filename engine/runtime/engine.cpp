@@ -91,7 +91,9 @@ Engine::Engine(EngineConfig config, std::unique_ptr<scheduler::Scheduler> schedu
     : config_(std::move(config)),
       scheduler_(std::move(scheduler)),
       executor_(std::move(executor)),
-      paused_(config_.start_paused) {}
+      paused_(config_.start_paused) {
+  if (config_.seed) seed_stream_.seed(*config_.seed);
+}
 
 Engine::~Engine() { stop(); }
 
@@ -201,6 +203,7 @@ void Engine::add(Pending p, std::vector<Outgoing>& out) {
   Live live;
   live.sink = std::move(p.sink);
   live.params = std::move(p.request.sampling);
+  if (config_.seed && !live.params.seed) live.params.seed = seed_stream_();
   std::vector<int32_t>& stops = live.params.stop_token_ids;
   stops.insert(stops.end(), p.request.stop_token_ids.begin(), p.request.stop_token_ids.end());
   if (!p.request.ignore_eos)

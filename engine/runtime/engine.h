@@ -25,6 +25,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -57,6 +59,11 @@ struct EngineConfig {
   bool start_paused = false;
   // The tensor-parallel group of this engine's executor (world size 1 only, for now).
   models::ParallelConfig parallel;
+  // --seed: a request without a seed of its own gets the next value of a stream seeded with
+  // this, in the order requests are admitted, so the same requests sent one after another to
+  // a server started with the same seed sample the same tokens. Unset: such requests draw
+  // from std::random_device.
+  std::optional<uint64_t> seed;
 };
 
 struct EngineStats {
@@ -175,6 +182,7 @@ class Engine {
   std::unique_ptr<Executor> executor_;
   // Engine thread only:
   std::unordered_map<RequestId, Live> live_;
+  std::mt19937_64 seed_stream_;  // config_.seed's stream (when set)
   std::vector<LogitRange> extra_rows_;  // [plan sequence] prompt rows of this step
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_computed_ = 0;

@@ -163,6 +163,30 @@ def test_seed_reproducible(tc):
     assert sample(4321) != first
 
 
+def test_server_seed_makes_unseeded_requests_reproducible(serve):
+    # --seed: requests without a seed draw theirs from one stream, in admission order; two
+    # servers started with the same --seed answer the same sequence of requests alike, and
+    # a request's own seed still wins.
+    def run(*flags):
+        c = client_for(serve(TINY_MODEL, "--threads", "1", *flags))
+        out = []
+        for prompt in ([2, 100, 200], [2, 7], [2, 100, 200]):
+            r = c.completions.create(model=TINY_NAME, prompt=prompt, max_tokens=12, temperature=1,
+                                     extra_body={"ignore_eos": True})
+            out.append(ids_of(r.choices[0]))
+        own = c.completions.create(model=TINY_NAME, prompt=[2, 100, 200], max_tokens=12,
+                                   temperature=1, seed=1234, extra_body={"ignore_eos": True})
+        return out, ids_of(own.choices[0])
+
+    a, own_a = run("--seed", "7")
+    b, own_b = run("--seed", "7")
+    c, own_c = run("--seed", "8")
+    assert a == b
+    assert a[0] != a[2], "the same prompt twice drew the same seed"
+    assert c != a
+    assert own_a == own_b == own_c
+
+
 def test_cached_tokens_on_a_repeated_prompt(tc):
     prompt = random_prompt(4 * BLOCK + 5, seed=random.randrange(1 << 30))
     cold = tc.completions.create(model=TINY_NAME, prompt=prompt, max_tokens=2)
