@@ -8,9 +8,19 @@
   place it (models/ is filled by scripts/install-deps.sh).
 """
 
-import pytest
+import os
 
-from daemon import MODEL_270M, TINY_MODEL, Daemon
+# Before any test module imports grpc: without this, grpcio installs fork handlers that
+# restart its poller in the child of every subprocess.Popen, and when Popen then closes the
+# child's inherited descriptors (close_fds) that poller dies on its closed epoll fd and
+# aborts the child before it can exec `sluice serve` (seen as "sluice serve did not start
+# (exit -6)" with grpc's "epoll_wait error: Bad file descriptor" as the only log line). The
+# tests never use gRPC across a fork.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+
+import pytest  # noqa: E402
+
+from daemon import MODEL_270M, TINY_MODEL, Daemon  # noqa: E402
 
 
 class _Servers:

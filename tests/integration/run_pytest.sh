@@ -14,4 +14,7 @@ if ! "$py" -c "import pytest, openai" 2>/dev/null; then
 fi
 # No .pytest_cache or __pycache__ in the source tree.
 export PYTHONDONTWRITEBYTECODE=1
+# grpcio's fork handlers can abort the children that Popen forks to exec the daemon
+# (conftest.py says how); the tests never use gRPC across a fork.
+export GRPC_ENABLE_FORK_SUPPORT=false
 exec "$py" -m pytest -x -q -p no:cacheprovider "$file"

@@ -49,27 +49,39 @@ def raw_http(srv, data, timeout=10.0):
         return read_response(s)
 
 
+class ResponseReader:
+    """Reads HTTP/1.1 responses off one socket in order, keeping the bytes of the next
+    response that arrive with the end of this one (pipelined answers can share a recv)."""
+
+    def __init__(self, s):
+        self.s = s
+        self.buf = b""
+
+    def _fill(self):
+        chunk = self.s.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def read(self):
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise AssertionError(f"connection closed before a response; got {self.buf!r}")
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = _Headers()
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length and self._fill():
+            pass
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return Response(status, headers, body)
+
+
 def read_response(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before a response; got {buf!r}")
-        buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = _Headers()
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return Response(status, headers, body[:length])
+    return ResponseReader(s).read()
 
 
 class _Headers(dict):
@@ -374,7 +386,8 @@ def test_pipelined_requests_are_answered_in_order(srv):
            b"X-Request-Id: p%%d\r\n\r\n" % len(body)) + body
     with socket.create_connection((srv.host, srv.port), timeout=10) as s:
         s.sendall(b"".join(one.replace(b"%d", b"%d" % i) for i in range(3)))
-        ids = [read_response(s).headers.get("x-request-id") for _ in range(3)]
+        reader = ResponseReader(s)
+        ids = [reader.read().headers.get("x-request-id") for _ in range(3)]
     assert ids == ["p0", "p1", "p2"]
 
 
