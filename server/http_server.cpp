@@ -155,7 +155,58 @@ struct HttpServer::Impl {
     return fmt::format("req-{}{:08x}", id_prefix, next_id.fetch_add(1));
   }
 
+  // The Origin to echo in Access-Control-Allow-Origin, when CORS is on and it is allowed.
+  std::optional<std::string> cors_origin(const HttpRequest& req) const {
+    if (opt.allowed_origins.empty()) return std::nullopt;
+    const std::optional<std::string_view> origin = req.header("Origin");
+    if (!origin || origin->empty()) return std::nullopt;
+    for (const std::string& o : opt.allowed_origins) {
+      if (o == "*" || o == *origin) return std::string(*origin);
+    }
+    return std::nullopt;
+  }
+
+  // The methods routed for `path` ("GET, POST"), empty when no route matches it.
+  std::string methods_for(const std::string& path) const {
+    std::string allow;
+    for (const Route& r : routes) {
+      const bool match = r.prefix ? (path.size() > r.path.size() &&
+                                     path.compare(0, r.path.size(), r.path) == 0)
+                                  : path == r.path;
+      if (match && allow.find(r.method) == std::string::npos) {
+        allow += (allow.empty() ? "" : ", ") + r.method;
+      }
+    }
+    return allow;
+  }
+
+  // A CORS preflight, answered before routes and keys (a browser sends no key with it).
+  std::optional<HttpResponse> preflight(const HttpRequest& req) const {
+    if (opt.allowed_origins.empty() || req.method != "OPTIONS" ||
+        !req.header("Access-Control-Request-Method")) {
+      return std::nullopt;
+    }
+    const std::string methods = methods_for(req.path);
+    if (methods.empty()) return std::nullopt;  // the 404 below
+    if (!cors_origin(req)) {
+      return error_response(403, "invalid_request_error",
+                            "CORS: this Origin is not in the server's --allowed-origins",
+                            std::nullopt, "origin_not_allowed");
+    }
+    HttpResponse r;
+    r.status = 204;
+    r.content_type.clear();
+    r.headers.emplace_back("Access-Control-Allow-Methods", methods + ", OPTIONS");
+    const std::optional<std::string_view> asked = req.header("Access-Control-Request-Headers");
+    r.headers.emplace_back("Access-Control-Allow-Headers",
+                           asked && !asked->empty() ? std::string(*asked)
+                                                    : "Authorization, Content-Type, X-Request-Id");
+    r.headers.emplace_back("Access-Control-Max-Age", "600");
+    return r;
+  }
+
   HttpResponse dispatch(const HttpRequest& req) {
+    if (std::optional<HttpResponse> p = preflight(req)) return std::move(*p);
     const bool is_draining = draining.load();
     std::string allow;
     for (const Route& r : routes) {
@@ -266,6 +317,11 @@ struct HttpServer::Impl {
   void set_common(http::fields& f, const HttpRequest& req, const HttpResponse& resp) {
     f.set(http::field::server, "sluice");
     f.set("X-Request-Id", req.request_id);
+    if (std::optional<std::string> origin = cors_origin(req)) {
+      f.set("Access-Control-Allow-Origin", *origin);
+      f.set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+      f.set(http::field::vary, "Origin");
+    }
     for (const auto& [k, v] : resp.headers) f.set(k, v);
   }
 
@@ -274,7 +330,7 @@ struct HttpServer::Impl {
                                     const HttpResponse& resp, int status, std::string body,
                                     unsigned version, bool keep_alive, uint64_t* bytes_sent) {
     http::response<http::string_body> res{static_cast<http::status>(status), version};
-    res.set(http::field::content_type, resp.content_type);
+    if (!resp.content_type.empty()) res.set(http::field::content_type, resp.content_type);
     set_common(res.base(), req, resp);
     res.body() = std::move(body);
     res.keep_alive(keep_alive);

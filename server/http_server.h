@@ -22,6 +22,13 @@
 //   once with 503 service_unavailable (code "too_many_connections"), Retry-After: 1 and
 //   Connection: close, and closed (after draining what the client sends, for at most a
 //   second, so that it reads the answer rather than a reset). It is never left hanging.
+// - allowed_origins (CORS; empty: off): a request whose Origin is listed (or any, with "*")
+//   gets Access-Control-Allow-Origin (that origin, echoed), Vary: Origin and
+//   Access-Control-Expose-Headers on every response; a preflight (OPTIONS with
+//   Access-Control-Request-Method) on a known path is answered 204 with the path's methods,
+//   the requested headers and Access-Control-Max-Age, before any route or key check. A
+//   preflight from an origin not listed gets 403 (OpenAI's error JSON). With CORS off,
+//   nothing changes: no CORS headers, OPTIONS is a 405 like any other unknown method.
 // - request_timeout (0: none), counted from the end of reading a request: a response still
 //   waiting on its PendingBody then gets PendingBody::cancel() (the engine stops the work)
 //   and the client gets, when non-streamed, 504 with {"error": {"message", "type":
@@ -138,6 +145,9 @@ struct HttpServerOptions {
   // A response must be complete within this from the end of reading its request (0: no
   // limit); see the header comment for what the client gets.
   std::chrono::milliseconds request_timeout{0};
+  // CORS: origins (scheme://host[:port], compared exactly) whose pages may call the API, or
+  // "*" for any; empty: no CORS (see the header comment).
+  std::vector<std::string> allowed_origins;
   // Called on an io thread after each response (see AccessRecord); must be quick (format
   // and write a log line) and must not throw (an exception is logged and dropped).
   std::function<void(const AccessRecord&)> on_complete;

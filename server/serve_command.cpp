@@ -197,6 +197,17 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   s->add_option("--log-format", o.log_format, "Log lines as text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  s->add_option("--allowed-origins", o.allowed_origins,
+                "CORS: origins whose web pages may call the API (scheme://host[:port], "
+                "comma-separated), or * for any; default none (no CORS headers)")
+      ->delimiter(',')
+      ->check([](const std::string& v) -> std::string {
+        if (v == "*") return "";
+        const size_t scheme = v.find("://");
+        const bool ok = (v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) &&
+                        v.size() > scheme + 3 && v.find('/', scheme + 3) == std::string::npos;
+        return ok ? "" : "an origin is scheme://host[:port] with no path (or *), got '" + v + "'";
+      });
   s->add_option("--seed", o.seed,
                 "Seed for requests that bring none: each draws the next value of a stream "
                 "seeded with this, in admission order (requests sent one at a time then "
@@ -352,6 +363,7 @@ int run_serve(const ServeOptions& o) {
   ho.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000.0));
   ho.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.idle_timeout * 1000.0));
   ho.max_connections = static_cast<size_t>(o.max_connections);
+  ho.allowed_origins = o.allowed_origins;
   ho.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.request_timeout * 1000.0));
   ho.on_complete = [](const AccessRecord& r) {
     // Completions have their own line (generation.cpp); this one covers every response.

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -46,6 +47,7 @@ struct ServeOptions {
   std::string log_format = "text";
   int max_logprobs = 20;
   std::optional<uint64_t> seed;  // --seed: the seed stream of unseeded requests
+  std::vector<std::string> allowed_origins;  // --allowed-origins (CORS)
   bool enable_prefix_caching = true;
   std::string device = "auto";  // cpu, cuda or auto
   double gpu_memory_utilization = 0.9;

@@ -187,6 +187,30 @@ def test_server_seed_makes_unseeded_requests_reproducible(serve):
     assert own_a == own_b == own_c
 
 
+def test_allowed_origins_cors(serve):
+    d = serve(TINY_MODEL, "--threads", "1", "--allowed-origins",
+              "https://app.example,http://localhost:3000")
+    pre = request(d.host, d.port, "OPTIONS", "/v1/completions",
+                  headers={"Origin": "http://localhost:3000",
+                           "Access-Control-Request-Method": "POST",
+                           "Access-Control-Request-Headers": "authorization, content-type"})
+    assert pre.status == 204, pre
+    assert pre.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    assert pre.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+    r = request(d.host, d.port, "POST", "/v1/completions",
+                body='{"prompt": [2, 17], "max_tokens": 2}', headers={"Origin": "https://app.example"})
+    assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    other = request(d.host, d.port, "POST", "/v1/completions",
+                    body='{"prompt": [2, 17], "max_tokens": 2}',
+                    headers={"Origin": "https://evil.example"})
+    assert other.status == 200 and "Access-Control-Allow-Origin" not in other.headers
+    refused = request(d.host, d.port, "OPTIONS", "/v1/completions",
+                      headers={"Origin": "https://evil.example",
+                               "Access-Control-Request-Method": "POST"})
+    assert refused.status == 403, refused
+
+
 def test_cached_tokens_on_a_repeated_prompt(tc):
     prompt = random_prompt(4 * BLOCK + 5, seed=random.randrange(1 << 30))
     cold = tc.completions.create(model=TINY_NAME, prompt=prompt, max_tokens=2)

@@ -100,6 +100,8 @@ class Client {
     req.prepare_payload();
     http::write(socket_, req);
   }
+  // A request written as is (any method, any headers).
+  void send_raw(const std::string& text) { asio::write(socket_, asio::buffer(text)); }
   http::response<http::string_body> read() {
     http::response<http::string_body> res;
     http::read(socket_, buffer_, res);
@@ -286,6 +288,87 @@ TEST(HttpServerTest, ConnectionsOverTheLimitGet503AndAreClosed) {
     EXPECT_FALSE(r.request_id.empty());
   }
   EXPECT_TRUE(saw_refusal);
+}
+
+std::string preflight_request(const std::string& path, const std::string& origin) {
+  return "OPTIONS " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: " + origin +
+         "\r\nAccess-Control-Request-Method: POST\r\n"
+         "Access-Control-Request-Headers: authorization, content-type\r\n\r\n";
+}
+
+std::string get_with_origin(const std::string& path, const std::string& origin) {
+  return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: " + origin + "\r\n\r\n";
+}
+
+void add_cors_routes(HttpServer& s) {
+  s.route("GET", "/health", ok_response);
+  s.route("POST", "/v1/completions", ok_response);
+}
+
+TEST(HttpServerCors, OffByDefault) {
+  TestServer srv(HttpServerOptions{}, add_cors_routes);
+  Client c(srv.port());
+  c.send_raw(preflight_request("/v1/completions", "https://app.example"));
+  const auto pre = c.read();
+  EXPECT_EQ(pre.result_int(), 405);
+  EXPECT_EQ(pre.count("Access-Control-Allow-Origin"), 0u);
+  c.send_raw(get_with_origin("/health", "https://app.example"));
+  const auto get = c.read();
+  EXPECT_EQ(get.result_int(), 200);
+  EXPECT_EQ(get.count("Access-Control-Allow-Origin"), 0u);
+}
+
+TEST(HttpServerCors, ListedOriginsGetPreflightAndHeaders) {
+  HttpServerOptions opt;
+  opt.allowed_origins = {"https://app.example", "http://localhost:3000"};
+  TestServer srv(opt, add_cors_routes);
+  Client c(srv.port());
+
+  c.send_raw(preflight_request("/v1/completions", "https://app.example"));
+  const auto pre = c.read();
+  EXPECT_EQ(pre.result_int(), 204);
+  EXPECT_EQ(pre["Access-Control-Allow-Origin"], "https://app.example");
+  EXPECT_EQ(pre["Access-Control-Allow-Methods"], "POST, OPTIONS");
+  EXPECT_EQ(pre["Access-Control-Allow-Headers"], "authorization, content-type");
+  EXPECT_EQ(pre["Access-Control-Max-Age"], "600");
+  EXPECT_EQ(pre["Vary"], "Origin");
+  EXPECT_TRUE(pre.body().empty());
+
+  c.send_raw(get_with_origin("/health", "http://localhost:3000"));
+  const auto get = c.read();
+  EXPECT_EQ(get.result_int(), 200);
+  EXPECT_EQ(get["Access-Control-Allow-Origin"], "http://localhost:3000");
+  EXPECT_NE(get["Access-Control-Expose-Headers"].find("X-Request-Id"), std::string::npos);
+
+  // Not listed: a refused preflight, and no CORS headers on a plain request (the browser
+  // then keeps the answer from the page).
+  c.send_raw(preflight_request("/v1/completions", "https://evil.example"));
+  const auto refused = c.read();
+  EXPECT_EQ(refused.result_int(), 403);
+  EXPECT_NE(refused.body().find("origin_not_allowed"), std::string::npos) << refused.body();
+  EXPECT_EQ(refused.count("Access-Control-Allow-Origin"), 0u);
+  c.send_raw(get_with_origin("/health", "https://evil.example"));
+  const auto plain = c.read();
+  EXPECT_EQ(plain.result_int(), 200);
+  EXPECT_EQ(plain.count("Access-Control-Allow-Origin"), 0u);
+
+  // Unknown path: 404 as ever; OPTIONS without Access-Control-Request-Method is no preflight.
+  c.send_raw(preflight_request("/nowhere", "https://app.example"));
+  EXPECT_EQ(c.read().result_int(), 404);
+  c.send_raw("OPTIONS /health HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\n\r\n");
+  EXPECT_EQ(c.read().result_int(), 405);
+}
+
+TEST(HttpServerCors, StarAllowsAnyOriginEchoed) {
+  HttpServerOptions opt;
+  opt.allowed_origins = {"*"};
+  TestServer srv(opt, add_cors_routes);
+  Client c(srv.port());
+  c.send_raw(preflight_request("/health", "https://anything.example"));
+  const auto pre = c.read();
+  EXPECT_EQ(pre.result_int(), 204);
+  EXPECT_EQ(pre["Access-Control-Allow-Origin"], "https://anything.example");
+  EXPECT_EQ(pre["Access-Control-Allow-Methods"], "GET, OPTIONS");
 }
 
 }  // namespace
