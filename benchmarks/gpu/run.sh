@@ -3,7 +3,9 @@
 # compiler; no apt, no PyPI, no -dev packages):
 #   1. builds the "gpu" preset (sm_90a) with every core,
 #   2. runs the CUDA parity tests (ctest label gpu),
-#   3. runs every GPU benchmark (build-gpu/bin/gpu_*_bench).
+#   3. when build-gpu/serve was packed here and carried (benchmarks/gpu/pack_serve.sh), runs
+#      `sluice serve --device cuda` end to end (benchmarks/gpu/serve_check.sh),
+#   4. runs every GPU benchmark (build-gpu/bin/gpu_*_bench).
 # Results go under $OUT (default ./gpu-results): summary.txt (device, test verdicts, every
 # benchmark's table), results.json (every benchmark's records), tests.log, build.log.
 #
@@ -51,6 +53,15 @@ if (( run_tests )); then
   ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 -j 4 > "$OUT/tests.log" 2>&1 || status=1
   grep -E "tests passed|tests failed|\*\*\*Failed|Failed  |Timeout|Exception" "$OUT/tests.log" | tee -a "$summary"
   grep -E "^\s+[0-9]+ - " "$OUT/tests.log" | head -60 | tee -a "$summary"
+fi
+
+# `sluice serve --device cuda` end to end, when its binaries were packed and carried
+# (benchmarks/gpu/pack_serve.sh): the fixtures served, requests, a short sweep, a drain.
+if (( run_tests )) && [[ -x build-gpu/serve/sluice ]]; then
+  note "== serve on the GPU ($(elapsed))"
+  OUT=$OUT timeout 300 benchmarks/gpu/serve_check.sh --device cuda > "$OUT/serve_check.log" 2>&1 \
+    || status=1
+  grep -E "^(FAIL|serve_check)" "$OUT/serve_check.txt" 2>/dev/null | tee -a "$summary"
 fi
 
 if (( run_bench )); then
