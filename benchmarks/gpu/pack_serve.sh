@@ -14,8 +14,9 @@ dest=build-gpu/serve
 for b in sluice sluice-bench; do
   [ -x "$build/bin/$b" ] || { echo "pack_serve.sh: $build/bin/$b is missing: build it first" >&2; exit 1; }
 done
-if timeout 20 "$build/bin/sluice" serve --model tests/fixtures/gemma3_tiny --device cuda --port 0 \
-    --grpc-port 0 2>&1 | grep -q "no CUDA backend"; then
+probe=$(timeout 20 "$build/bin/sluice" serve --model tests/fixtures/gemma3_tiny --device cuda \
+  --port 0 --grpc-port 0 2>&1 || true)
+if [[ $probe == *"no CUDA backend"* ]]; then
   echo "pack_serve.sh: $build/bin/sluice was built without the CUDA backend" >&2
   exit 1
 fi
