@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/memory_info.h"
 #include "engine/chat/chat_formatter.h"
 #include "engine/models/loader.h"
 #include "engine/runtime/engine.h"
@@ -326,6 +327,17 @@ int run_serve(const ServeOptions& o) {
   ec.seed = o.seed;
   ec.scheduling_policy = scheduler::parse_scheduling_policy(o.scheduling_policy)
                              .value_or(scheduler::SchedulingPolicy::kFair);  // checked by CLI
+  if (backend.device == "cpu") {
+    // The CPU KV cache is committed page by page as it fills: a budget beyond the memory
+    // left would start fine and meet the OOM killer under load. Refuse it now.
+    if (const std::optional<MemoryAvailable> avail = memory_available();
+        avail && ec.kv_cache_memory_bytes > avail->bytes) {
+      return fail(fmt::format("--kv-cache-memory-bytes {} is more than the {} bytes of memory left "
+                              "({}, after loading the model); lower it",
+                              ec.kv_cache_memory_bytes, avail->bytes, avail->source),
+                  2);
+    }
+  }
   auto engine_or = make_engine(backend, ec);
   if (!engine_or.is_ok()) return fail(engine_or.status().message(), 1);
   st.engine = std::move(engine_or).value();

@@ -255,5 +255,16 @@ else
   echo "skip: $model not present (the 270M checks)"
 fi
 
+# A CPU KV budget beyond the memory left is a start-up error (the cache is committed as it
+# fills, so it would otherwise start and meet the OOM killer under load).
+out=$("$bin" serve --model "$src/tests/fixtures/gemma3_tiny" --port 0 --grpc-port 0 \
+  --kv-cache-memory-bytes 1000000000000 2>&1)
+rc=$?
+if [ "$rc" = 2 ] && echo "$out" | grep -q "kv-cache-memory-bytes 1000000000000 is more than the"; then
+  ok "a KV budget beyond the memory left: one-line error, exit 2"
+else
+  bad "a KV budget beyond the memory left: exit $rc, output: $(echo "$out" | tail -2)"
+fi
+
 echo "passed $passed, failed $failed"
 [ "$failed" -eq 0 ]
