@@ -45,12 +45,17 @@ bool sane_request_id(std::string_view id) {
 
 // The caller of an Inference RPC, from the metadata `authorization: Bearer KEY`:
 // UNAUTHENTICATED without a key that names a tenant, PERMISSION_DENIED for the admin key.
-std::variant<Caller, grpc::Status> authenticate(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
+// The caller that the metadata's `authorization: Bearer KEY` names, if any.
+std::optional<Caller> caller_of(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
   const auto& md = call->client_metadata();
   const auto it = md.find("authorization");
   std::optional<std::string_view> header;
   if (it != md.end()) header = std::string_view(it->second.data(), it->second.size());
-  std::optional<Caller> caller = ctx.tenants->authenticate(bearer_token(header));
+  return ctx.tenants->authenticate(bearer_token(header));
+}
+
+std::variant<Caller, grpc::Status> authenticate(const ServeContext& ctx, const grpc::CallbackServerContext* call) {
+  std::optional<Caller> caller = caller_of(ctx, call);
   if (!caller) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "Incorrect or missing API key (metadata authorization: Bearer KEY)");
@@ -62,6 +67,17 @@ std::variant<Caller, grpc::Status> authenticate(const ServeContext& ctx, const g
   return *std::move(caller);
 }
 
+// The unary RPCs' preamble: the authenticated caller, or nullptr once `reactor` has been
+// finished with the denial.
+const Caller* caller_or_finish(const std::variant<Caller, grpc::Status>& auth,
+                               grpc::ServerUnaryReactor* reactor) {
+  if (const auto* denied = std::get_if<grpc::Status>(&auth)) {
+    reactor->Finish(*denied);
+    return nullptr;
+  }
+  return &std::get<Caller>(auth);
+}
+
 // The Admin service's gate (it is served only with a tenants file): PERMISSION_DENIED when
 // the file names no admin key, or for a tenant's key; UNAUTHENTICATED for a missing or
 // unknown key.
@@ -70,11 +86,7 @@ std::optional<grpc::Status> check_admin(const ServeContext& ctx, const grpc::Cal
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "The Admin service is off: the tenants file names no admin_api_key_sha256");
   }
-  const auto& md = call->client_metadata();
-  const auto it = md.find("authorization");
-  std::optional<std::string_view> header;
-  if (it != md.end()) header = std::string_view(it->second.data(), it->second.size());
-  std::optional<Caller> caller = ctx.tenants->authenticate(bearer_token(header));
+  std::optional<Caller> caller = caller_of(ctx, call);
   if (!caller) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "Incorrect or missing admin key (metadata authorization: Bearer KEY)");
@@ -564,16 +576,14 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::Abort(grpc::CallbackServerC
                                                           const pb::AbortRequest* req,
                                                           pb::AbortResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  auto auth = authenticate(impl_.ctx, call);
-  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
-    reactor->Finish(*denied);
-    return reactor;
-  }
+  const auto auth = authenticate(impl_.ctx, call);
+  const Caller* caller = caller_or_finish(auth, reactor);
+  if (caller == nullptr) return reactor;
   std::shared_ptr<GenerateStream> stream;
   {
     std::lock_guard<std::mutex> lock(impl_.mu);
     // Another tenant's request is not found, as if it did not exist.
-    auto it = impl_.streams.find(stream_key(std::get<Caller>(auth).tenant->id(), req->request_id()));
+    auto it = impl_.streams.find(stream_key(caller->tenant->id(), req->request_id()));
     if (it != impl_.streams.end()) stream = it->second.lock();
   }
   resp->set_found(stream != nullptr);
@@ -628,12 +638,10 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::ListModels(grpc::CallbackSe
                                                                const pb::ListModelsRequest*,
                                                                pb::ListModelsResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  auto auth = authenticate(impl_.ctx, call);
-  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
-    reactor->Finish(*denied);
-    return reactor;
-  }
-  if (!std::get<Caller>(auth).tenant->spec()->may_use(impl_.ctx.served_name)) {
+  const auto auth = authenticate(impl_.ctx, call);
+  const Caller* caller = caller_or_finish(auth, reactor);
+  if (caller == nullptr) return reactor;
+  if (!caller->tenant->spec()->may_use(impl_.ctx.served_name)) {
     reactor->Finish(grpc::Status::OK);  // only the tenant's models: none here
     return reactor;
   }
@@ -650,11 +658,9 @@ grpc::ServerUnaryReactor* GrpcServer::Impl::Service::GetLoad(grpc::CallbackServe
                                                             const pb::GetLoadRequest*,
                                                             pb::GetLoadResponse* resp) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  auto auth = authenticate(impl_.ctx, call);
-  if (auto* denied = std::get_if<grpc::Status>(&auth)) {
-    reactor->Finish(*denied);
-    return reactor;
-  }
+  const auto auth = authenticate(impl_.ctx, call);
+  const Caller* caller = caller_or_finish(auth, reactor);
+  if (caller == nullptr) return reactor;
   const engine::EngineStats s = impl_.ctx.engine->stats();
   resp->set_running_requests(s.num_running_requests);
   resp->set_waiting_requests(s.num_waiting_requests);
