@@ -104,9 +104,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
 
     ops_.rms_norm({a, x, L.attn_norm, eps, one_plus});
-    linear(ops_, q, a, L.wq);
-    linear(ops_, k, a, L.wk);
-    linear(ops_, v, a, L.wv);
+    linear_group(ops_, a, {{q, &L.wq}, {k, &L.wk}, {v, &L.wv}});
     Tensor q_heads = q.view({T * nq, d});
     Tensor k_heads = k.view({T * nkv, d});
     ops_.rms_norm({q_heads, q_heads, L.q_norm, eps, one_plus});
@@ -127,8 +125,7 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
     Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
     Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    linear(ops_, gate, a, L.w_gate);
-    linear(ops_, up, a, L.w_up);
+    linear_group(ops_, a, {{gate, &L.w_gate}, {up, &L.w_up}});
     ops_.geglu({act, gate, up});
     linear(ops_, o, act, L.w_down);
     ops_.add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus});

@@ -268,8 +268,7 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
     Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
     Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    linear(ops_, gate, a, Ly.w_gate);
-    linear(ops_, up, a, Ly.w_up);
+    linear_group(ops_, a, {{gate, &Ly.w_gate}, {up, &Ly.w_up}});
     ops_.geglu({act, gate, up});
     linear(ops_, o, act, Ly.w_down);
     if (lc.moe) {

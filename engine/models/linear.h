@@ -5,6 +5,10 @@
 // (kernels/cpu/quant_matmul.h: 8-bit activations, integer block dot products). Exactly one
 // of dense and quant is defined.
 
+#include <initializer_list>
+#include <span>
+#include <utility>
+
 #include "kernels/cpu/bf16_matmul.h"
 #include "kernels/cpu/quant_matmul.h"
 #include "kernels/ops.h"
@@ -31,6 +35,24 @@ inline void linear(const kernels::OpTable& ops, const kernels::Tensor& out,
   } else {
     ops.matmul({out, a, w.dense});
   }
+}
+
+// Several Linear layers over the same input `a` (q, k and v; gate and up): with every
+// weight quantized, one quant_matmul_multi (the activations quantized once, one pass over
+// the threads); otherwise one linear() each. The outputs are the same either way.
+inline void linear_group(const kernels::OpTable& ops, const kernels::Tensor& a,
+                         std::initializer_list<std::pair<kernels::Tensor, const LinearWeight*>> outs) {
+  constexpr size_t kMax = 8;
+  bool all_quant = outs.size() <= kMax;
+  for (const auto& [out, w] : outs) all_quant = all_quant && w->quant.defined();
+  if (all_quant) {
+    kernels::cpu::QuantMatmulOut q[kMax];
+    size_t n = 0;
+    for (const auto& [out, w] : outs) q[n++] = {out, &w->quant};
+    kernels::cpu::quant_matmul_multi(a, std::span(q, n));
+    return;
+  }
+  for (const auto& [out, w] : outs) linear(ops, out, a, *w);
 }
 
 }  // namespace sluice::models

@@ -181,19 +181,32 @@ void run_dequantized(const QuantKernels& kern, const float* a, int64_t lda, int6
 
 void quant_matmul(const QuantKernels& kern, const float* a, int64_t lda, int64_t M,
                   const QuantMatrix& w, float* out, int64_t ldo) {
-  const int64_t K = w.cols;
-  const int64_t N = w.rows;
-  SLUICE_CHECK(w.defined() && K > 0 && N >= 0, "{}: undefined or empty weight matrix", kOp);
-  SLUICE_CHECK(quant_row_bytes(w.type, K) == w.row_bytes && K % 32 == 0,
-               "{}: {} matrix with {} columns has row_bytes {}, expected {}", kOp,
-               quant_type_name(w.type), K, w.row_bytes, quant_row_bytes(w.type, K));
-  if (M <= 0 || N == 0) return;
+  const QuantOutput one{&w, out, ldo};
+  quant_matmul_multi(kern, a, lda, M, std::span(&one, 1));
+}
+
+void quant_matmul_multi(const QuantKernels& kern, const float* a, int64_t lda, int64_t M,
+                        std::span<const QuantOutput> outs) {
+  if (outs.empty()) return;
+  const int64_t K = outs[0].w->cols;
+  for (const QuantOutput& o : outs) {
+    const QuantMatrix& w = *o.w;
+    SLUICE_CHECK(w.defined() && w.cols > 0 && w.rows >= 0, "{}: undefined or empty weight matrix", kOp);
+    SLUICE_CHECK(w.cols == K, "{}: matrices of {} and {} columns share one input", kOp, K, w.cols);
+    SLUICE_CHECK(quant_row_bytes(w.type, K) == w.row_bytes && K % 32 == 0,
+                 "{}: {} matrix with {} columns has row_bytes {}, expected {}", kOp,
+                 quant_type_name(w.type), K, w.row_bytes, quant_row_bytes(w.type, K));
+  }
+  if (M <= 0) return;
   if (M >= kDenseMinRows) {
-    run_dequantized(kern, a, lda, M, w, out, ldo);
+    for (const QuantOutput& o : outs) {
+      if (o.w->rows > 0) run_dequantized(kern, a, lda, M, *o.w, o.out, o.ldo);
+    }
     return;
   }
   const int64_t nb = K / 32;
-  // One buffer for the quantized activations: codes, then block scales, then 16-sums.
+  // One buffer for the quantized activations (once for every matrix): codes, then block
+  // scales, then 16-sums.
   const size_t code_floats = static_cast<size_t>(ceil_div(M * K, 4));
   float* act = scratch_floats(kActSlot, code_floats + static_cast<size_t>(M * nb * 3));
   int8_t* aq = reinterpret_cast<int8_t*>(act);
@@ -207,17 +220,55 @@ void quant_matmul(const QuantKernels& kern, const float* a, int64_t lda, int64_t
       },
       kQuantizeRowsPerTask);
 
-  const int64_t units = ceil_div(N, kRowUnit);
+  // Units of kRowUnit weight rows, numbered across the matrices in order: one parallel_for
+  // for all of them (first_unit[i] is matrix i's first).
+  constexpr size_t kMaxOutputs = 8;
+  SLUICE_CHECK(outs.size() <= kMaxOutputs, "{}: {} matrices in one call (at most {})", kOp,
+               outs.size(), kMaxOutputs);
+  int64_t first_unit[kMaxOutputs + 1];
+  first_unit[0] = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    first_unit[i + 1] = first_unit[i] + ceil_div(outs[i].w->rows, kRowUnit);
+  }
+  const int64_t units = first_unit[outs.size()];
   const int64_t macs_per_unit = std::max<int64_t>(1, M * K * kRowUnit);
   const size_t work_floats = ceil_div(static_cast<int64_t>(quant_work_bytes(K)), 4);
   parallel_for(
       units,
       [&](int64_t begin, int64_t end) {
         void* work = scratch_floats(kWorkSlot, work_floats);
-        kern.gemm(w.type, w.data, w.row_bytes, K, aq, ad, as16, M, begin * kRowUnit,
-                  std::min(N, end * kRowUnit), out, ldo, work);
+        for (size_t i = 0; i < outs.size(); ++i) {
+          const int64_t lo = std::max(begin, first_unit[i]);
+          const int64_t hi = std::min(end, first_unit[i + 1]);
+          if (lo >= hi) continue;
+          const QuantMatrix& w = *outs[i].w;
+          kern.gemm(w.type, w.data, w.row_bytes, K, aq, ad, as16, M, (lo - first_unit[i]) * kRowUnit,
+                    std::min(w.rows, (hi - first_unit[i]) * kRowUnit), outs[i].out, outs[i].ldo, work);
+        }
       },
       ceil_div(kMinMacsPerTask, macs_per_unit));
+}
+
+void quant_matmul_multi(const Tensor& a, std::span<const QuantMatmulOut> outs) {
+  check_tensor(a, kOp, "a", DType::kF32, 2);
+  const int64_t M = a.dim(0);
+  SLUICE_CHECK(outs.size() <= 8, "{}: {} matrices in one call (at most 8)", kOp, outs.size());
+  QuantOutput raw[8];
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const Tensor& out = outs[i].out;
+    const QuantMatrix& w = *outs[i].w;
+    check_tensor(out, kOp, "out", DType::kF32, 2);
+    check_dim(a, 1, w.cols, kOp, "a");
+    check_dim(out, 0, M, kOp, "out");
+    check_dim(out, 1, w.rows, kOp, "out");
+    SLUICE_CHECK(M <= 1 || out.strides[0] >= w.rows, "{}: out has row stride {} < N = {}", kOp,
+                 out.strides[0], w.rows);
+    raw[i] = {&w, f32_data(out), out.strides[0]};
+  }
+  if (outs.empty()) return;
+  SLUICE_CHECK(M <= 1 || a.strides[0] >= a.dim(1), "{}: a has row stride {} < K = {}", kOp,
+               a.strides[0], a.dim(1));
+  quant_matmul_multi(quant_kernels(), f32_data(a), a.strides[0], M, std::span(raw, outs.size()));
 }
 
 void quant_matmul(const Tensor& out, const Tensor& a, const QuantMatrix& w) {

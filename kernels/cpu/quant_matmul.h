@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu/quant_kernels.h"
@@ -63,6 +64,23 @@ void quant_matmul(const QuantKernels& kern, const float* a, int64_t lda, int64_t
 // The op form: out [M, N] f32 = a [M, K] f32 * w^T with the active kernels; a and out may
 // have row strides larger than K and N.
 void quant_matmul(const Tensor& out, const Tensor& a, const QuantMatrix& w);
+
+// Several matrices over the same input (a layer's q, k and v; gate and up), each into its own
+// output: the activations are quantized once and one parallel_for covers every matrix's
+// rows. Each output equals quant_matmul's for its matrix, bit for bit. At most 8 matrices,
+// all with K columns; types may differ.
+struct QuantOutput {
+  const QuantMatrix* w;
+  float* out;
+  int64_t ldo;
+};
+void quant_matmul_multi(const QuantKernels& kern, const float* a, int64_t lda, int64_t M,
+                        std::span<const QuantOutput> outs);
+struct QuantMatmulOut {
+  Tensor out;
+  const QuantMatrix* w;
+};
+void quant_matmul_multi(const Tensor& a, std::span<const QuantMatmulOut> outs);
 
 // The worst-case |quant_matmul - exact| of one output (see the header comment), for row
 // `w_row` (K dequantized weights) against activation row `x` (K floats).

@@ -185,6 +185,49 @@ TEST(QuantMatmulTest, EveryTypeAndIsaMatchesDequantizedReference) {
   }
 }
 
+// q, k and v (or gate and up) in one call: every output equals its own quant_matmul, bit
+// for bit, whatever the types, the row counts (not multiples of the row unit), the batch
+// (fused, tiled and dequantized paths) and the thread count.
+TEST(QuantMatmulTest, MultiEqualsOneCallPerMatrix) {
+  std::mt19937 rng(11);
+  const int64_t K = 512;
+  const QuantType types[3] = {QuantType::kQ5_0, QuantType::kQ8_0, QuantType::kQ4_K};
+  const int64_t rows[3] = {100, 37, 64};
+  std::vector<std::vector<uint8_t>> blocks;
+  std::vector<QuantMatrix> mats;
+  for (int i = 0; i < 3; ++i) {
+    blocks.push_back(random_blocks(types[i], rows[i], K, rng));
+    mats.push_back({blocks.back().data(), types[i], rows[i], K, kernels::cpu::quant_row_bytes(types[i], K)});
+  }
+  for (int64_t M : {1, 2, 5, 19, 40}) {
+    const auto x = random_activations(M * K, rng);
+    kernels::Tensor at = kernels::Tensor::make(const_cast<float*>(x.data()), kernels::DType::kF32, {M, K});
+    std::vector<std::vector<float>> want(3);
+    for (int i = 0; i < 3; ++i) {
+      want[i].assign(M * rows[i], NAN);
+      kernels::cpu::quant_matmul(kernels::Tensor::make(want[i].data(), kernels::DType::kF32, {M, rows[i]}),
+                                 at, mats[i]);
+    }
+    for (int threads : {1, 2, 3}) {
+      kernels::cpu::set_num_threads(threads);
+      std::vector<std::vector<float>> got(3);
+      kernels::cpu::QuantMatmulOut outs[3];
+      for (int i = 0; i < 3; ++i) {
+        got[i].assign(M * rows[i], NAN);
+        outs[i] = {kernels::Tensor::make(got[i].data(), kernels::DType::kF32, {M, rows[i]}), &mats[i]};
+      }
+      kernels::cpu::quant_matmul_multi(at, outs);
+      for (int i = 0; i < 3; ++i) {
+        for (size_t j = 0; j < got[i].size(); ++j) {
+          ASSERT_EQ(got[i][j], want[i][j]) << "matrix " << i << " M=" << M << " threads=" << threads
+                                           << " element " << j;
+        }
+      }
+    }
+    kernels::cpu::set_num_threads(0);
+  }
+}
+
 TEST(QuantMatmulTest, ThreadedOpEqualsSingleKernelCall) {
   std::mt19937 rng(7);
   for (QuantType t : {QuantType::kQ8_0, QuantType::kQ5_0, QuantType::kQ4_K, QuantType::kQ6_K}) {
