@@ -13,6 +13,8 @@
 #   MODEL (default: the 270M Gemma 3), THREADS (2), B_RATE (0.5), RATE_MULT (10), B_PROMPTS (30),
 #   INPUT_LEN (32), OUTPUT_LEN (16), MAX_NUM_SEQS (8), WORK_DIR (a temporary directory).
 set -uo pipefail
+# shellcheck source=scripts/lib/wait_serving.sh
+. "$(dirname "$0")/../scripts/lib/wait_serving.sh"
 
 bin_dir=${1:-build/bin}
 sluice=$bin_dir/sluice
@@ -66,17 +68,7 @@ start_server() {
     --scheduling-policy "$1" --max-num-seqs "$max_num_seqs" --port 0 --grpc-port 0 \
     >"$log" 2>&1 &
   server_pid=$!
-  base=""
-  for _ in $(seq 1200); do
-    local line
-    line=$(grep -o 'on http://[0-9.]*:[0-9]*' "$log" | head -n1)
-    if [ -n "$line" ]; then
-      base=${line#on }
-      return 0
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  if base=$(wait_serving "$log" "$server_pid" 1200); then return 0; fi
   echo "noisy_neighbour: the server did not start:" >&2
   cat "$log" >&2
   exit 1

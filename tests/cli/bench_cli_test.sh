@@ -9,6 +9,8 @@ set -uo pipefail
 bin=$1
 bench=$2
 src=$3
+# shellcheck source=scripts/lib/wait_serving.sh
+. "$src/scripts/lib/wait_serving.sh"
 if [ ! -x "$bench" ]; then
   echo "skip: $bench not built (benchmarks off)"
   exit 0
@@ -32,17 +34,7 @@ check() {
 
 "$bin" serve --model "$src/tests/fixtures/gemma3_tiny" --threads 1 --port 0 >"$tmp/serve.log" 2>&1 &
 pid=$!
-base=""
-for _ in $(seq 300); do
-  line=$(grep -o 'on http://[0-9.]*:[0-9]*' "$tmp/serve.log" | head -n1)
-  if [ -n "$line" ]; then
-    base=${line#on }
-    break
-  fi
-  if ! kill -0 "$pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "$base" ]; then
+if ! base=$(wait_serving "$tmp/serve.log" "$pid"); then
   echo "server did not start:"
   cat "$tmp/serve.log"
   exit 1

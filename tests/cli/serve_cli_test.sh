@@ -7,6 +7,8 @@
 set -uo pipefail
 bin=$1
 src=$2
+# shellcheck source=scripts/lib/wait_serving.sh
+. "$src/scripts/lib/wait_serving.sh"
 tmp=$(mktemp -d)
 pid=""
 cleanup() {
@@ -32,17 +34,7 @@ start_server() {
   shift
   "$bin" serve "$@" --port 0 --grpc-port 0 >"$log" 2>&1 &
   pid=$!
-  base=""
-  for _ in $(seq 300); do
-    local line
-    line=$(grep -o 'on http://[0-9.]*:[0-9]*' "$log" | head -n1)
-    if [ -n "$line" ]; then
-      base=${line#on }
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  if base=$(wait_serving "$log" "$pid"); then return 0; fi
   echo "server did not start:"
   cat "$log"
   return 1
