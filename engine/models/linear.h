@@ -42,7 +42,7 @@ inline void linear(const kernels::OpTable& ops, const kernels::Tensor& out,
 // the threads); otherwise one linear() each. The outputs are the same either way.
 inline void linear_group(const kernels::OpTable& ops, const kernels::Tensor& a,
                          std::initializer_list<std::pair<kernels::Tensor, const LinearWeight*>> outs) {
-  constexpr size_t kMax = 8;
+  constexpr size_t kMax = kernels::cpu::kMaxQuantOutputs;
   bool all_quant = outs.size() <= kMax;
   for (const auto& [out, w] : outs) all_quant = all_quant && w->quant.defined();
   if (all_quant) {

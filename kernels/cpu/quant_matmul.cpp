@@ -222,10 +222,9 @@ void quant_matmul_multi(const QuantKernels& kern, const float* a, int64_t lda, i
 
   // Units of kRowUnit weight rows, numbered across the matrices in order: one parallel_for
   // for all of them (first_unit[i] is matrix i's first).
-  constexpr size_t kMaxOutputs = 8;
-  SLUICE_CHECK(outs.size() <= kMaxOutputs, "{}: {} matrices in one call (at most {})", kOp,
-               outs.size(), kMaxOutputs);
-  int64_t first_unit[kMaxOutputs + 1];
+  SLUICE_CHECK(outs.size() <= kMaxQuantOutputs, "{}: {} matrices in one call (at most {})", kOp,
+               outs.size(), kMaxQuantOutputs);
+  int64_t first_unit[kMaxQuantOutputs + 1];
   first_unit[0] = 0;
   for (size_t i = 0; i < outs.size(); ++i) {
     first_unit[i + 1] = first_unit[i] + ceil_div(outs[i].w->rows, kRowUnit);
@@ -252,8 +251,9 @@ void quant_matmul_multi(const QuantKernels& kern, const float* a, int64_t lda, i
 void quant_matmul_multi(const Tensor& a, std::span<const QuantMatmulOut> outs) {
   check_tensor(a, kOp, "a", DType::kF32, 2);
   const int64_t M = a.dim(0);
-  SLUICE_CHECK(outs.size() <= 8, "{}: {} matrices in one call (at most 8)", kOp, outs.size());
-  QuantOutput raw[8];
+  SLUICE_CHECK(outs.size() <= kMaxQuantOutputs, "{}: {} matrices in one call (at most {})", kOp,
+               outs.size(), kMaxQuantOutputs);
+  QuantOutput raw[kMaxQuantOutputs];
   for (size_t i = 0; i < outs.size(); ++i) {
     const Tensor& out = outs[i].out;
     const QuantMatrix& w = *outs[i].w;

@@ -67,8 +67,9 @@ void quant_matmul(const Tensor& out, const Tensor& a, const QuantMatrix& w);
 
 // Several matrices over the same input (a layer's q, k and v; gate and up), each into its own
 // output: the activations are quantized once and one parallel_for covers every matrix's
-// rows. Each output equals quant_matmul's for its matrix, bit for bit. At most 8 matrices,
-// all with K columns; types may differ.
+// rows. Each output equals quant_matmul's for its matrix, bit for bit. At most
+// kMaxQuantOutputs matrices, all with K columns; types may differ.
+inline constexpr size_t kMaxQuantOutputs = 8;
 struct QuantOutput {
   const QuantMatrix* w;
   float* out;
