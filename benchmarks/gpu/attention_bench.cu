@@ -7,7 +7,8 @@
 //     (head_dim 512, 16 query / 2 KV heads); batch 1, 4, 16, 64, 256 at contexts 512, 2048,
 //     8192 (combos whose K+V exceed ~40 GiB are skipped). Block tables are random
 //     permutations of the block ids. Per point: median ms, the K+V bytes the step must read,
-//     GB/s, and the fraction of the copy ceiling. Steps are timed as CUDA graph replays
+//     GB/s, and the fraction of the copy ceiling, for each decode kernel (rows
+//     decode_<layer>_simt and decode_<layer>_mma). Steps are timed as CUDA graph replays
 //     (how the engine runs decode). Caches smaller than 1 GiB are rotated among disjoint
 //     block sets, one step per set in the graph, so each step reads its keys from device
 //     memory, not from L2.
@@ -214,17 +215,22 @@ int main(int argc, char** argv) {
     const size_t bytes = kv_bytes(*p.layer, p.batch, p.context);
     Batch b =
         make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, session.stream);
-    const double ms = graph_step_ms(b, session.stream, reps);
-    const double gb_per_s = static_cast<double>(bytes) / ms / 1e6;
-    report.add({std::string("decode_") + p.layer->name,
-                {{"head_dim", p.layer->head_dim},
-                 {"batch", p.batch},
-                 {"context", p.context},
-                 {"splits", kc::paged_attention_max_splits(p.batch, p.context)}},
-                {{"ms", ms},
-                 {"kv_mb", static_cast<double>(bytes) / 1e6},
-                 {"gb_per_s", gb_per_s},
-                 {"frac_copy", gb_per_s / copy_gb_per_s}}});
+    // Both decode kernels side by side (the engine's choice: paged_attention_uses_mma).
+    for (const kc::DecodeKernel kernel : {kc::DecodeKernel::kSimt, kc::DecodeKernel::kMma}) {
+      b.args.decode_kernel = kernel;
+      const double ms = graph_step_ms(b, session.stream, reps);
+      const double gb_per_s = static_cast<double>(bytes) / ms / 1e6;
+      report.add({std::string("decode_") + p.layer->name +
+                      (kernel == kc::DecodeKernel::kMma ? "_mma" : "_simt"),
+                  {{"head_dim", p.layer->head_dim},
+                   {"batch", p.batch},
+                   {"context", p.context},
+                   {"splits", kc::paged_attention_max_splits(p.batch, p.context)}},
+                  {{"ms", ms},
+                   {"kv_mb", static_cast<double>(bytes) / 1e6},
+                   {"gb_per_s", gb_per_s},
+                   {"frac_copy", gb_per_s / copy_gb_per_s}}});
+    }
   }
 
   constexpr int kPrompt = 2048;

@@ -32,37 +32,15 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/elem_io.cuh"
-#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/paged_attention_common.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
 
-constexpr int kMaxRows = 16;       // query rows per CTA
 constexpr int kTileBytes = 16384;  // one K (or V) tile in shared memory, padding aside
-constexpr int kTableCache = 128;   // block ids a CTA keeps in shared memory
 constexpr int kMaxSplitsLimit = 64;
 constexpr int kPlanThreads = 1024;
 constexpr int kCombineThreads = 128;
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
-// ---- 16-byte asynchronous copies (sm_80+): global -> shared, zero-fill when !valid. ----
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // The 16 bytes at `p` (shared memory) as 8 bf16 or 4 f32 values, widened to f32.
 template <typename CacheT>
@@ -80,46 +58,6 @@ __device__ __forceinline__ void load_chunk(const unsigned char* p,
 #pragma unroll
     for (int k = 0; k < 4; ++k) v[k] = __uint_as_float(w[k]);
   }
-}
-
-__device__ __forceinline__ float load_elem(const void* base, ElemType t, int64_t i) {
-  return t == ElemType::kBF16 ? bf16_bits_to_f32(static_cast<const uint16_t*>(base)[i])
-                              : static_cast<const float*>(base)[i];
-}
-
-__device__ __forceinline__ void store_elem(void* base, ElemType t, int64_t i, float v) {
-  if (t == ElemType::kBF16) {
-    static_cast<uint16_t*>(base)[i] = static_cast<uint16_t>(f32_to_bf16_bits(v));
-  } else {
-    static_cast<float*>(base)[i] = v;
-  }
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  }
-  return v;
-}
-
-// The number of parts a decode with `keys` visible keys is split into. The attention and
-// combine kernels both call it on the same values, so they agree without a handshake.
-__device__ __forceinline__ int decode_splits(int keys, int max_splits) {
-  if (max_splits <= 1 || keys <= kPagedMinSplitKeys) return 1;
-  const int wanted = (keys + kPagedMinSplitKeys - 1) / kPagedMinSplitKeys;
-  return wanted < max_splits ? wanted : max_splits;
-}
-
-// Visible key positions [lo, hi) of query positions [pos_min, pos_max] of one sequence.
-struct KeyRange {
-  int lo, hi;
-};
-__device__ __forceinline__ KeyRange key_range(int pos_min, int pos_max, int seq_len, int window) {
-  KeyRange r;
-  r.hi = pos_max + 1 < seq_len ? pos_max + 1 : seq_len;
-  r.lo = window > 0 && pos_min - window + 1 > 0 ? pos_min - window + 1 : 0;
-  return r;
 }
 
 // Threads of an attention CTA by its row count: rows multiply the arithmetic per key byte,
@@ -161,76 +99,6 @@ struct Cfg {
   static_assert((kNks - 1) * ROWS * D * 4 <= kStageBytes, "PV reduction fits a stage");
 };
 
-// What one CTA works on, decided by thread 0.
-struct WorkItem {
-  int valid;
-  int seq;
-  int tok0, num_tokens;  // query tokens [tok0, tok0 + num_tokens)
-  int head0, num_heads;  // query heads [head0, head0 + num_heads) of one KV head
-  int lo, hi;            // key positions of this CTA (its split)
-  int split;             // split index (decode mode)
-  int partial;           // 1: write the split state to the workspace
-};
-
-__device__ WorkItem find_work(const PagedAttentionParams& p, bool decode_mode, int kv_head,
-                              int head_chunk, int heads_per_cta) {
-  WorkItem w{};
-  w.valid = 0;
-  const int group = p.num_q_heads / p.num_kv_heads;
-  int s = 0, tok0 = 0, num_tokens = 0;
-  if (decode_mode) {
-    s = blockIdx.x;
-    tok0 = p.query_start[s];
-    num_tokens = p.query_start[s + 1] - tok0;
-    if (num_tokens != 1) return w;
-  } else {
-    const int x = blockIdx.x;
-    if (x >= p.tile_start[p.num_seqs]) return w;
-    int lo = 0, hi = p.num_seqs - 1;  // largest s with tile_start[s] <= x
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (p.tile_start[mid] <= x) {
-        lo = mid;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    s = lo;
-    const int tokens_per_tile = kMaxRows / heads_per_cta;
-    const int q_begin = p.query_start[s], q_end = p.query_start[s + 1];
-    tok0 = q_begin + (x - p.tile_start[s]) * tokens_per_tile;
-    num_tokens = min(tokens_per_tile, q_end - tok0);
-    if (num_tokens <= 0) return w;
-  }
-  int pos_min = p.q_positions[tok0], pos_max = pos_min;
-  for (int t = 1; t < num_tokens; ++t) {
-    const int pos = p.q_positions[tok0 + t];
-    pos_min = min(pos_min, pos);
-    pos_max = max(pos_max, pos);
-  }
-  const KeyRange range = key_range(pos_min, pos_max, p.seq_lens[s], p.window);
-  const int keys = range.hi > range.lo ? range.hi - range.lo : 0;
-  w.split = 0;
-  w.partial = 0;
-  w.lo = range.lo;
-  w.hi = range.lo + keys;
-  if (decode_mode) {
-    const int splits = decode_splits(keys, p.max_splits);
-    if (static_cast<int>(blockIdx.z) >= splits) return w;
-    w.split = blockIdx.z;
-    w.partial = splits > 1;
-    w.lo = range.lo + static_cast<int>(static_cast<int64_t>(keys) * w.split / splits);
-    w.hi = range.lo + static_cast<int>(static_cast<int64_t>(keys) * (w.split + 1) / splits);
-  }
-  w.seq = s;
-  w.tok0 = tok0;
-  w.num_tokens = num_tokens;
-  w.head0 = kv_head * group + head_chunk * heads_per_cta;
-  w.num_heads = min(heads_per_cta, group - head_chunk * heads_per_cta);
-  w.valid = 1;
-  return w;
-}
-
 template <int D, typename CacheT, int ROWS, int THREADS>
 __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
     paged_attention_kernel(const __grid_constant__ PagedAttentionParams p, bool decode_mode) {
@@ -247,15 +115,8 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   float* s_s = reinterpret_cast<float*>(smem + C::kSOffset);  // [ROWS][kKt]: scores, then P
 
   const int tid = threadIdx.x;
-  const int group = p.num_q_heads / p.num_kv_heads;
-  const int heads_per_cta = group < kMaxRows ? group : kMaxRows;
-  const int head_chunks = (group + heads_per_cta - 1) / heads_per_cta;
-  const int kv_head = blockIdx.y / head_chunks;
-  const int head_chunk = blockIdx.y % head_chunks;
-
-  if (tid == 0) item = find_work(p, decode_mode, kv_head, head_chunk, heads_per_cta);
-  __syncthreads();
-  const WorkItem w = item;
+  int kv_head = 0;
+  const WorkItem w = cta_work(p, decode_mode, item, kv_head);
   if (!w.valid) return;
   const int num_rows = w.num_tokens * w.num_heads;
 
@@ -277,53 +138,12 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   }
   __syncthreads();
 
-  const int32_t* table_row = p.block_tables + static_cast<int64_t>(w.seq) * p.table_stride;
-  const int bs = p.block_size;
+  TableCache table{p.block_tables + static_cast<int64_t>(w.seq) * p.table_stride, table_s};
   const int num_tiles = (w.hi - w.lo + kKt - 1) / kKt;
-  int table_base = 0;
-  bool table_loaded = false;
-
-  // Queues the copies of tile t's K and V rows into stage `stage`. CTA-uniform control
-  // flow: it may refill the block-id cache, with barriers.
   auto issue_tile = [&](int t, int stage) {
-    const int t0 = w.lo + t * kKt;
-    const int t1 = min(t0 + kKt, w.hi);
-    const int first_block = t0 / bs, last_block = (t1 - 1) / bs;
-    if (!table_loaded || last_block >= table_base + kTableCache) {
-      __syncthreads();  // NOTE: uniform; nobody reads table_s between issues
-      table_base = first_block;
-      table_loaded = true;
-      for (int i = tid; i < kTableCache; i += kThreads) {
-        const int b = table_base + i;
-        table_s[i] = b < p.max_blocks ? table_row[b] : -1;
-      }
-      __syncthreads();
-    }
     unsigned char* k_dst = smem + stage * C::kStageBytes;
-    unsigned char* v_dst = k_dst + C::kTileSmem;
-#pragma unroll
-    for (int i = tid; i < kKt * kNch; i += kThreads) {
-      const int j = i / kNch, c = i % kNch;
-      const int kp = t0 + j;
-      const void* k_src = p.k_cache;
-      const void* v_src = p.v_cache;
-      bool valid = false;
-      if (kp < t1) {
-        // NOTE: block sizes are powers of two in practice; shift and mask, not divide.
-        const int b = p.block_shift >= 0 ? kp >> p.block_shift : kp / bs;
-        const int block = table_s[b - table_base];
-        if (block >= 0) {
-          const int64_t row =
-              (static_cast<int64_t>(block) * bs + (kp - b * bs)) * p.num_kv_heads + kv_head;
-          const int64_t byte = row * D * C::kElem + c * 16;
-          k_src = static_cast<const unsigned char*>(p.k_cache) + byte;
-          v_src = static_cast<const unsigned char*>(p.v_cache) + byte;
-          valid = true;
-        }
-      }
-      cp_async16(k_dst + j * kRowBytes + c * 16, k_src, valid);
-      cp_async16(v_dst + j * kRowBytes + c * 16, v_src, valid);
-    }
+    issue_kv_tile<D, C::kElem, kKt, kRowBytes, kThreads>(p, table, kv_head, w.lo + t * kKt, w.hi,
+                                                          k_dst, k_dst + C::kTileSmem);
   };
 
   // PV thread map: chunk c of d, rows [rs * kRpt, rs * kRpt + kRpt), keys j = ks mod kNks.
@@ -345,11 +165,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   if (num_tiles > 0) issue_tile(0, 0);
   cp_async_commit();
   for (int t = 0; t < num_tiles; ++t) {
-    if (t + 1 < num_tiles) issue_tile(t + 1, (t + 1) & 1);
-    cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
-    const unsigned char* k_tile = smem + (t & 1) * C::kStageBytes;
+    const unsigned char* k_tile = next_tile(issue_tile, t, num_tiles, smem, C::kStageBytes);
     const unsigned char* v_tile = k_tile + C::kTileSmem;
     const int t0 = w.lo + t * kKt;
 
@@ -421,12 +237,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
         }
       }
       sum = warp_sum(sum);
-      if (lane == 0) {
-        const float alpha = m_old == neg_inf() ? 0.0f : expf(m_old - m_new);
-        row_alpha[r] = alpha;
-        row_l[r] = row_l[r] * alpha + sum;
-        row_m[r] = m_new;
-      }
+      if (lane == 0) RowState{row_m, row_l, row_alpha}.fold(r, m_old, m_new, sum);
     }
     __syncthreads();
 
@@ -614,7 +425,10 @@ void launch_for_shape(const PagedAttentionParams& p, cudaStream_t stream) {
   // Decodes: the smallest row count that holds one token's heads.
   const dim3 decode_grid(static_cast<unsigned>(p.num_seqs), grid_y,
                          static_cast<unsigned>(p.max_splits));
-  if (heads_per_cta <= 2) {
+  constexpr bool kMmaShape = sizeof(CacheT) == 2 && (D == 256 || D == 512);
+  if (kMmaShape && p.decode_mma) {
+    launch_paged_decode_mma(p, decode_grid, stream);
+  } else if (heads_per_cta <= 2) {
     launch_attention<D, CacheT, 2>(p, true, decode_grid, stream);
   } else if (heads_per_cta <= 4) {
     launch_attention<D, CacheT, 4>(p, true, decode_grid, stream);

@@ -155,6 +155,7 @@ struct AttnCase {
   DType cache, q, out;
   std::vector<SeqSpec> seqs;
   bool strided = false;  // q inside a fused QKV row, out with padding and an odd offset
+  DecodeKernel kernel = DecodeKernel::kAuto;
 };
 
 // A mixed batch on the host and on the device, plus its reference output.
@@ -279,15 +280,27 @@ class AttnBatch {
     a.max_seq_len = max_seq_len_;
     a.workspace = Tensor::make(workspace_->data(), DType::kI32,
                                {static_cast<int64_t>((workspace_bytes_ + 3) / 4)}, Device::kCuda);
+    a.decode_kernel = c_.kernel;
     return a;
+  }
+
+  // Whether the decodes run on tensor cores: q is then rounded to bf16 by contract (the
+  // reference reads it rounded), and P is rounded to bf16 before PV (a second rounding in
+  // every output, so the bounds are twice bf16's).
+  bool uses_mma() const { return paged_attention_uses_mma(device_args()); }
+  Tolerance tolerance() const {
+    return uses_mma() ? Tolerance{1e-2, 1.0 / 64, 2e-3} : tolerance_of(c_.out);
   }
 
   // cpu_ops().paged_attention on f32 copies of the device's values, [N * nq * d].
   std::vector<double> reference() {
     const int64_t n = num_tokens_, nq = c_.num_q_heads, nkv = c_.num_kv_heads, d = c_.head_dim;
     std::vector<float> q(n * nq * d), out(n * nq * d, 0.0f);
+    const bool round_q = uses_mma();
     for (int64_t r = 0; r < n * nq; ++r) {
-      for (int64_t e = 0; e < d; ++e) q[r * d + e] = q_->at(r, e);
+      for (int64_t e = 0; e < d; ++e) {
+        q[r * d + e] = round_q ? round_to(q_->at(r, e), DType::kBF16) : q_->at(r, e);
+      }
     }
     const int64_t num_slots = static_cast<int64_t>(num_blocks_) * c_.block_size;
     std::vector<float>& k = k_cache_->host();  // contiguous, no offset: the values themselves
@@ -314,7 +327,7 @@ class AttnBatch {
   // rows are off), so a failing sweep says at once whether decodes or prefills break.
   void check(const std::vector<double>& ref) {
     out_->download();
-    const Tolerance tol = tolerance_of(c_.out);
+    const Tolerance tol = tolerance();
     expect_close(*out_, ref, tol.max_rel, tol.rtol, tol.atol);
     EXPECT_EQ(out_->padding_written(), 0) << "elements outside the out view were written";
     const int64_t per_token = static_cast<int64_t>(c_.num_q_heads) * c_.head_dim;
@@ -343,7 +356,7 @@ class AttnBatch {
                     c_.seqs[s].num_queries);
       seqs.append(buf);
     }
-    std::printf("[attn] %s: rel %.3g%s%s\n", c_.name.c_str(),
+    std::printf("[attn] %s%s: rel %.3g%s%s\n", c_.name.c_str(), uses_mma() ? " (mma)" : "",
                 std::sqrt(err2 / std::max(ref2, 1e-300)),
                 bad_seqs.empty() ? "" : "  BAD seqs:", seqs.c_str());
     std::fflush(stdout);
@@ -376,7 +389,8 @@ std::string case_name(const AttnCase& c) {
          std::to_string(c.num_kv_heads) + ", block " + std::to_string(c.block_size) + ", window " +
          std::to_string(c.window) + ", softcap " + std::to_string(static_cast<int>(c.softcap)) +
          ", cache " + dtype_name(c.cache) + ", q " + dtype_name(c.q) + ", out " +
-         dtype_name(c.out) + (c.strided ? ", strided" : "");
+         dtype_name(c.out) + (c.strided ? ", strided" : "") +
+         (c.kernel == DecodeKernel::kSimt ? ", simt" : (c.kernel == DecodeKernel::kMma ? ", mma" : ""));
 }
 
 // A mixed step: a fresh prompt chunk, a chunk after cached context, a multi-token chunk
@@ -446,6 +460,47 @@ TEST(PagedAttentionGpu, GemmaShapesAndOddGroups) {
   for (const AttnCase& c : cases) run_attention_case(c, rng);
 }
 
+// The tensor-core decode kernel, forced, over what it must handle: head dims 256 and 512;
+// groups 1 and 2 (mostly padding rows), 8, 16 and 24 (chunks of 16 and 8); windows with
+// released blocks; soft-cap; block sizes 8/16/32; f32 and bf16 q (rounded to bf16 by
+// contract) and out; strided views; decodes from 1 to 5000 keys (one tile to 64 splits)
+// beside prefill chunks, which stay on the SIMT kernel. The same batches through the SIMT
+// kernel are checked too, so a failure names the kernel.
+TEST(PagedAttentionGpu, TensorCoreDecodesMatchReference) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(8104);
+  std::vector<SeqSpec> decodes;
+  for (int i = 0; i < 10; ++i) decodes.push_back({(i * 1231) % 5000, 1});
+  decodes.push_back({0, 1});
+  decodes.push_back({15, 1});
+  decodes.push_back({16, 1});
+  struct Shape {
+    int d, nq, nkv, bs, window;
+    float softcap;
+    DType q, out;
+    bool strided;
+  };
+  const Shape shapes[] = {
+      {512, 16, 2, 16, 0, 0.0f, DType::kBF16, DType::kBF16, false},     // Gemma 4 global
+      {256, 16, 2, 16, 1024, 0.0f, DType::kBF16, DType::kBF16, false},  // group 8, d 256
+      {512, 32, 2, 32, 0, 50.0f, DType::kBF16, DType::kBF16, true},     // group 16
+      {256, 24, 1, 8, 37, 0.0f, DType::kF32, DType::kBF16, false},      // group 24 -> 16 + 8
+      {512, 2, 2, 16, 700, 0.0f, DType::kBF16, DType::kF32, false},     // group 1
+      {256, 8, 4, 16, 0, 50.0f, DType::kF32, DType::kF32, true},        // group 2
+  };
+  for (const Shape& s : shapes) {
+    const std::vector<SeqSpec>* batches[] = {&decodes, &kMixedBatch};
+    for (const std::vector<SeqSpec>* seqs : batches) {
+      for (DecodeKernel kernel : {DecodeKernel::kMma, DecodeKernel::kSimt}) {
+        AttnCase c{"", s.d, s.nq, s.nkv, s.bs, s.window, s.softcap, DType::kBF16, s.q, s.out,
+                   *seqs, s.strided, kernel};
+        c.name = case_name(c);
+        run_attention_case(c, rng);
+      }
+    }
+  }
+}
+
 // The launch sequence under stream capture: no allocation, sync or host read may happen
 // inside. The graph, replayed after new queries are uploaded, must track them.
 TEST(PagedAttentionGpu, CapturesIntoAGraph) {
@@ -504,6 +559,47 @@ TEST(PagedAttentionCheck, AcceptsValidArguments) {
     a.base.v_cache = fake(0x40000000, DType::kBF16, {1024, 2, d});
     EXPECT_TRUE(check_paged_attention(a).is_ok()) << check_paged_attention(a).message();
   }
+}
+
+TEST(PagedAttentionCheck, TensorCoreDecodeSelection) {
+  // good_attention(): bf16 cache, q and out, d 512, 16 query heads over 2 KV heads.
+  CudaPagedAttentionArgs a = good_attention();
+  EXPECT_TRUE(paged_attention_uses_mma(a));
+  a.decode_kernel = DecodeKernel::kSimt;
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+
+  a = good_attention();
+  a.base.q.dtype = DType::kF32;  // auto keeps f32 queries exact; forced, they are rounded
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+  a.decode_kernel = DecodeKernel::kMma;
+  EXPECT_TRUE(paged_attention_uses_mma(a));
+  EXPECT_TRUE(check_paged_attention(a).is_ok()) << check_paged_attention(a).message();
+
+  a = good_attention();
+  a.base.out.dtype = DType::kF32;
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+
+  a = good_attention();  // a group of 4: the SIMT kernel
+  a.base.q = fake(0x10000000, DType::kBF16, {5, 8, 512});
+  a.base.out = fake(0x20000000, DType::kBF16, {5, 8, 512});
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+
+  a = good_attention();
+  a.base.q = fake(0x10000000, DType::kBF16, {5, 16, 128});
+  a.base.out = fake(0x20000000, DType::kBF16, {5, 16, 128});
+  a.base.k_cache = fake(0x30000000, DType::kBF16, {1024, 2, 128});
+  a.base.v_cache = fake(0x40000000, DType::kBF16, {1024, 2, 128});
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+  a.decode_kernel = DecodeKernel::kMma;
+  expect_invalid(check_paged_attention(a),
+                 {"decode_kernel is kMma with a bf16 cache and head_dim 128",
+                  "bf16 cache and head_dim 256 or 512"});
+
+  a = good_attention();
+  a.base.k_cache.dtype = a.base.v_cache.dtype = DType::kF32;
+  EXPECT_FALSE(paged_attention_uses_mma(a));
+  a.decode_kernel = DecodeKernel::kMma;
+  expect_invalid(check_paged_attention(a), {"decode_kernel is kMma with a f32 cache"});
 }
 
 TEST(PagedAttentionCheck, WorkspaceSizing) {
