@@ -189,10 +189,9 @@ Status CudaGemma4Model::allocate_scratch() {
   const int64_t T = options_.max_num_tokens;
   const int64_t H = c.hidden_size, nq = c.num_heads, L = c.num_layers,
                 P = c.hidden_size_per_layer_input;
-  int64_t qkv_w = 0, v_w = 0, I = 0, dmax = 0;
+  int64_t qkv_w = 0, I = 0, dmax = 0;
   for (const LayerConfig& l : c.layers) {
     qkv_w = std::max<int64_t>(qkv_w, qkv_heads(c, l) * l.head_dim);
-    if (l.owns_kv() && l.k_eq_v) v_w = std::max<int64_t>(v_w, int64_t{l.num_kv_heads} * l.head_dim);
     I = std::max<int64_t>(I, l.intermediate_size);
     dmax = std::max<int64_t>(dmax, l.head_dim);
   }
@@ -200,7 +199,6 @@ Status CudaGemma4Model::allocate_scratch() {
   SLUICE_RETURN_IF_ERROR(allocate(&x_, bytes(T * H, 4), "residual stream"));
   SLUICE_RETURN_IF_ERROR(allocate(&a_, bytes(T * H, 2), "normed activations"));
   SLUICE_RETURN_IF_ERROR(allocate(&qkv_, bytes(T * qkv_w, 2), "QKV projections"));
-  SLUICE_RETURN_IF_ERROR(allocate(&v_, bytes(T * v_w, 2), "V of K=V layers"));
   SLUICE_RETURN_IF_ERROR(allocate(&attn_, bytes(T * nq * dmax, 2), "attention output"));
   SLUICE_RETURN_IF_ERROR(allocate(&o_, bytes(T * H, 4), "projection output"));
   SLUICE_RETURN_IF_ERROR(allocate(&gu_, bytes(T * 2 * I, 2), "gate/up projections"));
@@ -293,10 +291,8 @@ void CudaGemma4Model::enqueue_moe(const Layer& ly, const Tensor& x, const Tensor
 
 void CudaGemma4Model::enqueue(const StepLayout& L) {
   const ModelConfig& c = config_;
-  const int T = L.T, S = L.S;
-  const Tensor tokens = step_ints(L.o_tokens, T), pos = step_ints(L.o_pos, T),
-               token_seq = step_ints(L.o_seq, T);
-  const Tensor seq_lens = step_ints(L.o_lens, S), qstart = step_ints(L.o_qs, S + 1);
+  const int T = L.T;
+  const Tensor tokens = step_ints(L.o_tokens, T);
 
   const int64_t H = c.hidden_size, nq = c.num_heads, NL = c.num_layers,
                 P = c.hidden_size_per_layer_input;
@@ -313,53 +309,15 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     const Layer& ly = layers_[li];
-    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int64_t d = lc.head_dim, I = lc.intermediate_size;
     const int64_t w = qkv_heads(c, lc) * d;
-    const int g = layer_group_[li];
-    const RopeConfig& r = lc.rope;
 
-    // Attention: Q always; K/V only on layers that own them.
+    // Attention: Q always; K/V only on layers that own them (V-normed; on K=V layers V is
+    // the raw K projection).
     const Tensor qkv = dev_contig(qkv_.data(), DType::kBF16, {T, w});
     kc::matmul({qkv, a, ly.wqkv}, s);
-    auto* base = static_cast<uint16_t*>(qkv_.data());
-    const Tensor q = dev_view(base, DType::kBF16, {T, nq, d}, {w, d, 1});
-    kc::rms_norm({q, q, ly.q_norm, eps, one_plus}, s);
-    kc::rope({q, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
-    if (lc.owns_kv()) {
-      const Tensor k = dev_view(base + nq * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
-      // V-norm (no weight); on K=V layers it reads the raw K projection, before k_norm and RoPE.
-      Tensor v;
-      if (lc.k_eq_v) {
-        v = dev_contig(v_.data(), DType::kBF16, {T, nkv, d});
-        kc::rms_norm({v, k, Tensor{}, eps, false}, s);
-      } else {
-        v = dev_view(base + (nq + nkv) * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
-        kc::rms_norm({v, v, Tensor{}, eps, false}, s);
-      }
-      kc::rms_norm({k, k, ly.k_norm, eps, one_plus}, s);
-      kc::rope({k, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
-      kc::cache_write({k, v, k_cache_[li], v_cache_[li], step_ints(L.o_slots[g], T)}, s);
-    }
     const Tensor attn = dev_contig(attn_.data(), DType::kBF16, {T, nq, d});
-    kc::CudaPagedAttentionArgs pa;
-    const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    pa.base = {attn,
-               q,
-               k_cache_[li],
-               v_cache_[li],
-               token_seq,
-               pos,
-               step_tables(L, g),
-               seq_lens,
-               options_.block_size,
-               c.attn_scale,
-               window,
-               c.attn_logit_softcap};
-    pa.query_start = qstart;
-    pa.max_query_len = L.max_query_len;
-    pa.max_seq_len = L.max_seq_len[g];
-    pa.workspace = attn_workspace();
-    kc::paged_attention(pa, s);
+    enqueue_attention(L, {li, lc.owns_kv(), lc.k_eq_v, true, ly.q_norm, ly.k_norm}, qkv, attn);
     kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 

@@ -107,7 +107,6 @@ class CudaGemma4Model final : public CudaModelBase {
   DeviceMemory x_;     // [T, H] f32 residual stream
   DeviceMemory a_;     // [T, H] bf16 normed activations (GEMM input)
   DeviceMemory qkv_;   // [T, max qkv width] bf16
-  DeviceMemory v_;     // [T, nkv, d] bf16: V of K=V layers (V-norm of the raw K)
   DeviceMemory attn_;  // [T, nq, d max] bf16
   DeviceMemory o_;     // [T, H] f32 projection outputs
   DeviceMemory gu_;    // [T, 2 I max] bf16

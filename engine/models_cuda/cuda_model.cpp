@@ -107,10 +107,8 @@ Status CudaGemma3Model::allocate_scratch() {
 
 void CudaGemma3Model::enqueue(const StepLayout& L) {
   const ModelConfig& c = config_;
-  const int T = L.T, S = L.S;
-  const Tensor tokens = step_ints(L.o_tokens, T), pos = step_ints(L.o_pos, T),
-               token_seq = step_ints(L.o_seq, T);
-  const Tensor seq_lens = step_ints(L.o_lens, S), qstart = step_ints(L.o_qs, S + 1);
+  const int T = L.T;
+  const Tensor tokens = step_ints(L.o_tokens, T);
 
   const int64_t H = c.hidden_size, nq = c.num_heads;
   const float eps = c.rms_norm_eps;
@@ -127,42 +125,11 @@ void CudaGemma3Model::enqueue(const StepLayout& L) {
     const Layer& ly = layers_[li];
     const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
     const int64_t w = (nq + 2 * nkv) * d;
-    const int g = layer_group_[li];
-    const Tensor slots = step_ints(L.o_slots[g], T);
 
     const Tensor qkv = dev_contig(qkv_.data(), DType::kBF16, {T, w});
     kc::matmul({qkv, a, ly.wqkv}, s);
-    auto* base = static_cast<uint16_t*>(qkv_.data());
-    const Tensor q = dev_view(base, DType::kBF16, {T, nq, d}, {w, d, 1});
-    const Tensor k = dev_view(base + nq * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
-    const Tensor v = dev_view(base + (nq + nkv) * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
-    kc::rms_norm({q, q, ly.q_norm, eps, one_plus}, s);
-    kc::rms_norm({k, k, ly.k_norm, eps, one_plus}, s);
-    const RopeConfig& r = lc.rope;
-    kc::rope({q, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
-    kc::rope({k, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim}, s);
-    kc::cache_write({k, v, k_cache_[li], v_cache_[li], slots}, s);
-
     const Tensor attn = dev_contig(attn_.data(), DType::kBF16, {T, nq, d});
-    kc::CudaPagedAttentionArgs pa;
-    const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    pa.base = {attn,
-               q,
-               k_cache_[li],
-               v_cache_[li],
-               token_seq,
-               pos,
-               step_tables(L, g),
-               seq_lens,
-               options_.block_size,
-               c.attn_scale,
-               window,
-               c.attn_logit_softcap};
-    pa.query_start = qstart;
-    pa.max_query_len = L.max_query_len;
-    pa.max_seq_len = L.max_seq_len[g];
-    pa.workspace = attn_workspace();
-    kc::paged_attention(pa, s);
+    enqueue_attention(L, {li, true, false, false, ly.q_norm, ly.k_norm}, qkv, attn);
     kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 

@@ -14,6 +14,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/qkv_prepare.h"
 #include "kernels/cuda/random_fill.h"
 
 namespace sluice::models::cuda {
@@ -512,8 +513,7 @@ Status CudaModelBase::forward_greedy(const ForwardBatch& batch, std::span<int32_
   return Status::ok();
 }
 
-Status CudaModelBase::copy_blocks(int group,
-                                  std::span<const std::pair<int32_t, int32_t>> src_dst) {
+Status CudaModelBase::copy_blocks(int group, std::span<const std::pair<int32_t, int32_t>> src_dst) {
   if (group < 0 || group >= num_kv_groups()) {
     return Status::invalid_argument(
         fmt::format("copy_blocks: KV group {} of {}", group, num_kv_groups()));
@@ -553,6 +553,58 @@ Status CudaModelBase::copy_blocks(int group,
     }
   }
   return Status::ok();
+}
+
+void CudaModelBase::enqueue_attention(const StepLayout& L, const AttentionStep& step,
+                                      const Tensor& qkv, const Tensor& attn) {
+  namespace kc = kernels::cuda;
+  const ModelConfig& c = config_;
+  const LayerConfig& lc = c.layers[step.layer];
+  const int T = L.T, S = L.S;
+  const int64_t nq = c.num_heads, nkv = lc.num_kv_heads, d = lc.head_dim;
+  const int64_t w = qkv.shape[1];  // elements per token of the fused projection
+  const int g = layer_group_[step.layer];
+  const Tensor pos = step_ints(L.o_pos, T);
+  auto* base = static_cast<uint16_t*>(qkv.data);
+  const RopeConfig& r = lc.rope;
+
+  kc::QkvPrepareArgs prep;
+  prep.q = dev_view(base, DType::kBF16, {T, nq, d}, {w, d, 1});
+  prep.q_norm = step.q_norm;
+  prep.rope = {Tensor{}, pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim};
+  prep.eps = c.rms_norm_eps;
+  prep.one_plus_weight = c.norm_one_plus_weight;
+  if (step.has_kv) {
+    prep.k = dev_view(base + nq * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
+    prep.v = step.k_eq_v ? prep.k
+                         : dev_view(base + (nq + nkv) * d, DType::kBF16, {T, nkv, d}, {w, d, 1});
+    prep.k_norm = step.k_norm;
+    prep.v_norm = step.v_norm;
+    prep.k_cache = k_cache_[step.layer];
+    prep.v_cache = v_cache_[step.layer];
+    prep.slots = step_ints(L.o_slots[g], T);
+  }
+  kc::qkv_prepare(prep, stream_);
+
+  kc::CudaPagedAttentionArgs pa;
+  const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
+  pa.base = {attn,
+             prep.q,
+             k_cache_[step.layer],
+             v_cache_[step.layer],
+             step_ints(L.o_seq, T),
+             pos,
+             step_tables(L, g),
+             step_ints(L.o_lens, S),
+             options_.block_size,
+             c.attn_scale,
+             window,
+             c.attn_logit_softcap};
+  pa.query_start = step_ints(L.o_qs, S + 1);
+  pa.max_query_len = L.max_query_len;
+  pa.max_seq_len = L.max_seq_len[g];
+  pa.workspace = attn_workspace();
+  kc::paged_attention(pa, stream_);
 }
 
 }  // namespace sluice::models::cuda

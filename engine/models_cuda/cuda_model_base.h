@@ -135,6 +135,20 @@ class CudaModelBase {
   // The block tables [S, width] of KV group g.
   kernels::Tensor step_tables(const StepLayout& layout, int group) const;
   kernels::Tensor attn_workspace() const;
+  // One layer's attention from its fused QKV projection [T, (nq [+ 2 nkv]) d] bf16: the
+  // prologue in one launch (kernels/cuda/qkv_prepare.h: QK-norm, RoPE, the optional V-norm
+  // and the cache write of layer `layer`'s K/V), then paged attention over the layer's cache
+  // into attn [T, nq, d] bf16. With has_kv false (a KV-shared layer) the buffer holds q only
+  // and attention reads the source layer's cache; with k_eq_v, v is the raw k.
+  struct AttentionStep {
+    int layer = 0;
+    bool has_kv = true;
+    bool k_eq_v = false;
+    bool v_norm = false;
+    kernels::Tensor q_norm, k_norm;
+  };
+  void enqueue_attention(const StepLayout& layout, const AttentionStep& step,
+                         const kernels::Tensor& qkv, const kernels::Tensor& attn);
   // Rows logit_rows of x [T, H] f32 -> rms_norm(final_norm) -> y . embed^T -> soft-cap (when
   // the config caps) -> logits_ [R, V] f32 and argmax_ [R] i32.
   void enqueue_head(const StepLayout& layout, const kernels::Tensor& x,

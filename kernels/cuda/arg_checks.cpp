@@ -163,6 +163,12 @@ std::optional<RowRanges> row_ranges(const Tensor& t) {
       r.stride_bytes = (t.shape[0] == 1 ? t.strides[1] : t.strides[0]) * esize;
     } else if (t.strides[0] == t.shape[1] * t.strides[1]) {
       r.stride_bytes = t.strides[1] * esize;
+    } else if (t.strides[1] == t.shape[2]) {
+      // Each [B, D] block is contiguous (e.g. the heads of one token in a fused QKV row):
+      // A rows of B * D elements.
+      r.rows = t.shape[0];
+      r.row_bytes = t.shape[1] * t.shape[2] * esize;
+      r.stride_bytes = t.strides[0] * esize;
     } else {
       return std::nullopt;
     }
@@ -236,6 +242,23 @@ RowView row_view(const Tensor& t) {
   if (t.ndim >= 2 && t.shape[0] > 1) v.outer_stride = t.strides[0];
   if (t.ndim == 3 && t.shape[1] > 1) v.inner_stride = t.strides[1];
   return v;
+}
+
+RopeParams rope_params(const RopeArgs& a) {
+  RopeParams p;
+  p.x = a.x.data;
+  p.positions = static_cast<const int32_t*>(a.positions.data);
+  p.token_stride = a.x.strides[0];
+  p.head_stride = a.x.strides[1];
+  p.type = elem_type(a.x.dtype);
+  p.num_tokens = static_cast<int32_t>(a.x.shape[0]);
+  p.num_heads = static_cast<int32_t>(a.x.shape[1]);
+  p.num_pairs = a.num_pairs;
+  p.pair_offset = a.pair_offset;
+  p.freq_dim = a.freq_dim;
+  p.theta = a.theta;
+  p.freq_scale = a.freq_scale;
+  return p;
 }
 
 }  // namespace sluice::kernels::cuda::detail

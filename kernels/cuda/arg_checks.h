@@ -16,6 +16,7 @@
 
 #include "common/status.h"
 #include "kernels/cuda/kernel_params.h"  // ElemType, RowView
+#include "kernels/ops.h"  // RopeArgs
 #include "kernels/tensor.h"
 
 namespace sluice::kernels::cuda::detail {
@@ -124,5 +125,9 @@ bool rows_aligned16(const Tensor& t);
 // A [D], [R, D] or [A, B, D] view as a RowView. A leading dimension of extent 1 gets
 // stride 0: no row offset uses it, so it cannot spoil an alignment test.
 RowView row_view(const Tensor& t);
+
+// The RoPE parameter block of checked RopeArgs (check_rope): x [T, H, D], its positions
+// and angles; heads_per_block is the launcher's to choose.
+RopeParams rope_params(const RopeArgs& a);
 
 }  // namespace sluice::kernels::cuda::detail

@@ -210,20 +210,7 @@ Status check_rope(const RopeArgs& a) {
 
 void rope(const RopeArgs& a, void* stream) {
   check_or_die(check_rope(a));
-  RopeParams p;
-  p.x = a.x.data;
-  p.positions = static_cast<const int32_t*>(a.positions.data);
-  p.token_stride = a.x.strides[0];
-  p.head_stride = a.x.strides[1];
-  p.type = elem_type(a.x.dtype);
-  p.num_tokens = static_cast<int32_t>(a.x.shape[0]);
-  p.num_heads = static_cast<int32_t>(a.x.shape[1]);
-  p.num_pairs = a.num_pairs;
-  p.pair_offset = a.pair_offset;
-  p.freq_dim = a.freq_dim;
-  p.theta = a.theta;
-  p.freq_scale = a.freq_scale;
-  launch_rope(p, stream);
+  launch_rope(rope_params(a), stream);
 }
 
 }  // namespace sluice::kernels::cuda

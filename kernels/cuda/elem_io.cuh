@@ -87,6 +87,22 @@ __device__ __forceinline__ void store_n(void* row, ElemType t, int64_t col, floa
   }
 }
 
+// N elements of a norm weight from column `col` in its form: all ones (kNone), w, or 1 + w.
+template <int N>
+__device__ __forceinline__ void load_weight(const void* w, ElemType t, NormWeight form, int col,
+                                            float (&v)[N]) {
+  if (form == NormWeight::kNone) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = 1.0f;
+    return;
+  }
+  load_n<N>(w, t, col, v);
+  if (form == NormWeight::kOnePlus) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] += 1.0f;
+  }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

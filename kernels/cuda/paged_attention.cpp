@@ -109,8 +109,7 @@ Status check_cache_write(const CacheWriteArgs& a) {
   return check_disjoint(op, "k_cache", a.k_cache, "v_cache", a.v_cache);
 }
 
-void cache_write(const CacheWriteArgs& a, void* stream) {
-  check_or_die(check_cache_write(a));
+CacheWriteParams cache_write_params(const CacheWriteArgs& a) {
   CacheWriteParams p;
   p.k = a.k.data;
   p.v = a.v.data;
@@ -130,7 +129,12 @@ void cache_write(const CacheWriteArgs& a, void* stream) {
   // 8 elements per access: every row start 16-byte aligned for both element sizes.
   p.vectorized = p.head_dim % 8 == 0 && rows_aligned16(a.k) && rows_aligned16(a.v) &&
                  aligned16(a.k_cache.data) && aligned16(a.v_cache.data);
-  launch_cache_write(p, stream);
+  return p;
+}
+
+void cache_write(const CacheWriteArgs& a, void* stream) {
+  check_or_die(check_cache_write(a));
+  launch_cache_write(cache_write_params(a), stream);
 }
 
 // ---- paged_attention ----

@@ -98,6 +98,8 @@ struct CacheWriteParams {
   bool vectorized = false;
 };
 void launch_cache_write(const CacheWriteParams& p, void* stream);
+// The parameter block of checked arguments (check_cache_write).
+CacheWriteParams cache_write_params(const CacheWriteArgs& args);
 
 // Split-K policy for decodes (see paged_attention.cu): a decode with K visible keys is split
 // into min(paged_attention_max_splits(num_seqs, max_seq_len), ceil(K / kPagedMinSplitKeys))

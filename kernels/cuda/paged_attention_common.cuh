@@ -130,7 +130,6 @@ __device__ WorkItem find_work(const PagedAttentionParams& p, bool decode_mode, i
   return w;
 }
 
-
 // The work item of this CTA (grid y = KV head x head chunk), found by thread 0 and handed to
 // every thread through `shared`; `kv_head` receives the CTA's KV head. Contains a barrier:
 // every thread calls it.

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   auto issue_tile = [&](int t, int stage) {
     unsigned char* k_dst = smem + stage * C::kStageBytes;
     issue_kv_tile<D, 2, kKt, C::kRowBytes, kMmaThreads>(p, table, kv_head, w.lo + t * kKt, w.hi,
-                                                         k_dst, k_dst + C::kTileSmem);
+                                                        k_dst, k_dst + C::kTileSmem);
   };
   if (num_tiles > 0) issue_tile(0, 0);
   cp_async_commit();
@@ -175,8 +175,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
         v *= p.scale;
         if (p.softcap > 0.0f) v = p.softcap * tanhf(v / p.softcap);
         const int kp = t0 + lane;
-        const bool visible = r < num_rows && kp < w.hi && kp <= pos &&
-                             (p.window == 0 || kp > pos - p.window);
+        const bool visible =
+            r < num_rows && kp < w.hi && kp <= pos && (p.window == 0 || kp > pos - p.window);
         if (visible) x = v;
       }
       const float m_old = row_m[r];

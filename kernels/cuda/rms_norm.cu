@@ -37,21 +37,6 @@ __device__ __forceinline__ char* row_start(const RowView& v, int64_t outer, int6
   return static_cast<char*>(v.data) + offset * (v.type == ElemType::kBF16 ? 2 : 4);
 }
 
-template <int N>
-__device__ __forceinline__ void load_weight(const void* w, ElemType t, NormWeight form, int col,
-                                            float (&v)[N]) {
-  if (form == NormWeight::kNone) {
-#pragma unroll
-    for (int k = 0; k < N; ++k) v[k] = 1.0f;
-    return;
-  }
-  load_n<N>(w, t, col, v);
-  if (form == NormWeight::kOnePlus) {
-#pragma unroll
-    for (int k = 0; k < N; ++k) v[k] += 1.0f;
-  }
-}
-
 __global__ void __launch_bounds__(kMaxThreads)
     rms_norm_kernel(const __grid_constant__ RmsNormParams p) {
   __shared__ float scratch[33];

@@ -1,18 +1,14 @@
 // Rotate-half RoPE, in place, f32 or bf16 activations. One block per (token, group of
 // heads): the block first computes cos/sin of its token's num_pairs angles into shared
 // memory, then every head of the group reuses them.
-//
-// NOTE: angles follow Hugging Face's f32 arithmetic, as the CPU backend does
-// (kernels/cpu/rope.cpp): inv_freq_i = f32(1 / theta^(2i / freq_dim)) (the power in f64),
-// times freq_scale in f32, angle = f32(position) * inv_freq_i in f32, then the precise f32
-// sincosf (no fast-math intrinsics). So both backends round the angle the same way, which
-// matters at long positions: an f32 angle near 262144 carries up to ~0.008 rad of rounding.
+// Angles: rope_sincos (kernels/cuda/rope.cuh), the CPU backend's f32 arithmetic.
 
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/kernel_params.h"
+#include "kernels/cuda/rope.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -28,11 +24,8 @@ __global__ void __launch_bounds__(kRopeThreads) rope_kernel(const __grid_constan
   const int64_t t = blockIdx.x;
   const float position = static_cast<float>(p.positions[t]);
   for (int i = threadIdx.x; i < p.num_pairs; i += blockDim.x) {
-    const float inv_freq =
-        static_cast<float>(1.0 / pow(static_cast<double>(p.theta), 2.0 * i / p.freq_dim)) *
-        p.freq_scale;
     float s, c;
-    sincosf(position * inv_freq, &s, &c);
+    rope_sincos(position, i, p.theta, p.freq_dim, p.freq_scale, &s, &c);
     sin_s[i] = s;
     cos_s[i] = c;
   }
