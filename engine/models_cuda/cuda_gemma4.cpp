@@ -264,13 +264,12 @@ void CudaGemma4Model::enqueue_per_layer_inputs(const Tensor& x, const Tensor& to
   kc::scale({ctx, static_cast<float>(1.0 / std::sqrt(2.0))}, s);
 }
 
-void CudaGemma4Model::enqueue_moe(const Layer& ly, const Tensor& x, const Tensor& o, int T) {
+Tensor CudaGemma4Model::enqueue_moe(const Layer& ly, const Tensor& x, int T) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.top_k_experts;
   const float eps = c.rms_norm_eps;
   const bool one_plus = c.norm_one_plus_weight;
   void* s = stream_;
-  kc::rms_norm({o, o, ly.post_ffn_norm_1, eps, one_plus}, s);
   // Router: norm0(x) * scale * H^-0.5 (folded into router_scale) . W^T -> moe_route.
   const Tensor r_in = dev_contig(router_in_.data(), DType::kBF16, {T, H});
   kc::rms_norm({r_in, x, ly.router_scale, eps, one_plus}, s);
@@ -286,7 +285,7 @@ void CudaGemma4Model::enqueue_moe(const Layer& ly, const Tensor& x, const Tensor
   const Tensor ws = dev_contig(moe_ws_.data(), DType::kF32,
                                {static_cast<int64_t>(std::max<size_t>(moe_ws_bytes_ / 4, 1))});
   kc::moe_experts({e_out, e_in, experts, weights, ly.experts_gate_up, ly.experts_down, ws}, s);
-  kc::add_rms_norm({o, e_out, ly.post_ffn_norm_2, eps, one_plus}, s);
+  return e_out;
 }
 
 void CudaGemma4Model::enqueue(const StepLayout& L) {
@@ -330,11 +329,27 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
                dev_view(gub + I, DType::kBF16, {T, I}, {2 * I, 1})},
               s);
     kc::matmul({o, act, ly.w_down}, s);
-    if (lc.moe) enqueue_moe(ly, x, o, T);
-    kc::add_rms_norm({x, o, ly.post_ffn_norm, eps, one_plus}, s);
+
+    // The layer's last residual add, fused with what surrounds it (residual_tail): the
+    // feed-forward's (on MoE layers of norm1(MLP) + norm2(experts)), or the PLE's after it;
+    // then layer_scalar and the next layer's input norm.
+    kc::ResidualTailArgs tail;
+    tail.residual = x;
+    tail.in = o;
+    tail.weight = ly.post_ffn_norm;
+    tail.eps = eps;
+    tail.one_plus_weight = one_plus;
+    if (lc.moe) {
+      tail.in2 = enqueue_moe(ly, x, T);
+      tail.in_weight = ly.post_ffn_norm_1;
+      tail.in2_weight = ly.post_ffn_norm_2;
+    }
 
     // PLE: x += norm(W_proj (gelu(W_gate x) * ple[l])).
     if (lc.has_ple) {
+      kc::residual_tail(tail, s);
+      tail.in2 = tail.in_weight = tail.in2_weight = Tensor{};
+      tail.weight = ly.ple_post_norm;  // in: o again, now the PLE projection
       kc::convert({a, x}, s);
       const Tensor gate = dev_contig(ple_g_.data(), DType::kBF16, {T, P});
       const Tensor gated = dev_contig(ple_gp_.data(), DType::kBF16, {T, P});
@@ -343,17 +358,20 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
           dev_view(static_cast<float*>(ple_.data()) + li * P, DType::kF32, {T, P}, {NL * P, 1});
       kc::geglu({gated, gate, slice}, s);
       kc::matmul({o, gated, ly.ple_proj}, s);
-      kc::add_rms_norm({x, o, ly.ple_post_norm, eps, one_plus}, s);
     }
-    if (ly.layer_scalar != 1.0f) kc::scale({x, ly.layer_scalar}, s);
+    tail.scale = ly.layer_scalar;
+    if (li + 1 < c.num_layers) {
+      tail.out = a;
+      tail.out_weight = layers_[li + 1].attn_norm;
+    }
+    kc::residual_tail(tail, s);
     if (layer_record_.data() != nullptr) {
       const size_t bytes = static_cast<size_t>(T) * H * 4;
-      SLUICE_CUDA_CHECK(cudaMemcpyAsync(
-          static_cast<char*>(layer_record_.data()) +
-              static_cast<size_t>(li) * options_.max_num_tokens * H * 4,
-          x.data, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)));
+      SLUICE_CUDA_CHECK(
+          cudaMemcpyAsync(static_cast<char*>(layer_record_.data()) +
+                              static_cast<size_t>(li) * options_.max_num_tokens * H * 4,
+                          x.data, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)));
     }
-    if (li + 1 < c.num_layers) kc::rms_norm({a, x, layers_[li + 1].attn_norm, eps, one_plus}, s);
   }
   if (layer_record_.data() != nullptr) recorded_tokens_ = T;
   enqueue_head(L, x, embed_, final_norm_);
@@ -365,8 +383,8 @@ Status CudaGemma4Model::set_record_layers(bool on) {
     layer_record_.reset();
     return Status::ok();
   }
-  const size_t bytes = static_cast<size_t>(config_.num_layers) * options_.max_num_tokens *
-                       config_.hidden_size * 4;
+  const size_t bytes =
+      static_cast<size_t>(config_.num_layers) * options_.max_num_tokens * config_.hidden_size * 4;
   return allocate(&layer_record_, bytes, "recorded layer outputs");
 }
 

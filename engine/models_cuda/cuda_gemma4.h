@@ -9,14 +9,17 @@
 //
 // Data flow of one layer (T tokens, d = this layer's head dim, I its MLP width):
 //   x f32 [T,H] -> rms_norm -> a bf16 -> a.Wqkv^T -> qkv bf16 [T,(nq + nkv * {0,1,2})d]
-//   (only Q on KV-shared layers; Q,K on K=V layers, whose V is the raw K) -> V-norm (no weight;
-//   K=V: into its own buffer, before k_norm), QK-norm, RoPE (partial on global layers) ->
-//   cache_write -> paged attention (scale 1) -> attn.Wo^T -> o f32 -> x += norm(o);
+//   (only Q on KV-shared layers; Q,K on K=V layers, whose V is the raw K) -> V-norm (no
+//   weight; on K=V layers of the raw K), QK-norm, RoPE (partial on global layers) and the
+//   cache write, one qkv_prepare launch -> paged attention (scale 1) -> attn.Wo^T -> o f32 ->
+//   x += norm(o);
 //   a = norm(x; pre-FFN) -> dense GeGLU MLP -> o f32
 //   MoE layers: o = norm(o; post_1) + norm(experts(norm(x; pre_2)); post_2), the router
 //   reading norm0(x) * router_scale * H^-0.5 (moe_route: softmax, top-k, renormalise,
 //   * per_expert_scale)
 //   -> x += norm(o; post-FFN) -> PLE: x += norm(gelu(x.Wg^T) * ple[l] . Wp^T) -> x *= layer_scalar.
+//   The layer's last add runs as one residual_tail launch with what surrounds it: the MoE
+//   combine (post_1, post_2), layer_scalar and the next layer's input norm.
 // Before layer 0, with PLE: ple [T, L*P] = (norm((x0 . Wproj^T) * H^-0.5; per P-slice) +
 // E_ple[tok] * sqrt(P)) / sqrt(2).
 //
@@ -92,8 +95,9 @@ class CudaGemma4Model final : public CudaModelBase {
   void enqueue(const StepLayout& layout) override;
   // ple_ [T, L*P] from the scaled embeddings x [T, H] and the token ids.
   void enqueue_per_layer_inputs(const kernels::Tensor& x, const kernels::Tensor& tokens, int T);
-  // o [T, H] += norm(experts(x)); o normed with post_ffn_norm_1 first (see the data flow).
-  void enqueue_moe(const Layer& ly, const kernels::Tensor& x, const kernels::Tensor& o, int T);
+  // Routes x [T, H] and runs the experts; returns their output [T, H] f32 (its norm joins
+  // the dense MLP's in the layer's residual_tail).
+  kernels::Tensor enqueue_moe(const Layer& ly, const kernels::Tensor& x, int T);
 
   kernels::Tensor embed_, final_norm_;  // [V, H] bf16 (also the tied head), [H] f32
   // PLE model-level tensors (undefined without PLE).

@@ -176,6 +176,77 @@ void fused_add_rms_norm(const FusedAddRmsNormArgs& a, void* stream) {
            stream);
 }
 
+Status check_residual_tail(const ResidualTailArgs& a) {
+  constexpr std::string_view op = "residual_tail";
+  const std::pair<std::string_view, const Tensor*> rows[] = {
+      {"residual", &a.residual}, {"in", &a.in}, {"in2", &a.in2}, {"out", &a.out}};
+  for (const auto& [name, t] : rows) {
+    if (t != &a.residual && t != &a.in && !t->defined()) continue;
+    SLUICE_RETURN_IF_ERROR(check_rows(op, name, *t, 2, 2, "[rows, D]"));
+    SLUICE_RETURN_IF_ERROR(check_same_shape(op, name, *t, "residual", a.residual));
+  }
+  if (!a.in2.defined() && (a.in_weight.defined() || a.in2_weight.defined())) {
+    return fail(op, "in_weight or in2_weight is given without in2; expected them only with in2");
+  }
+  const int64_t dim = a.residual.shape[1];
+  if (dim < 1 || dim > std::numeric_limits<int32_t>::max() || a.residual.shape[0] > kMaxGridX) {
+    return fail(
+        op, fmt::format("residual has shape {}; expected 1 to {} columns and at most {} "
+                        "rows",
+                        a.residual.shape_string(), std::numeric_limits<int32_t>::max(), kMaxGridX));
+  }
+  const std::pair<std::string_view, const Tensor*> weights[] = {{"weight", &a.weight},
+                                                                {"in_weight", &a.in_weight},
+                                                                {"in2_weight", &a.in2_weight},
+                                                                {"out_weight", &a.out_weight}};
+  for (const auto& [name, w] : weights) SLUICE_RETURN_IF_ERROR(check_weight(op, name, *w, dim));
+  if (!std::isfinite(a.eps) || a.eps < 0.0f) {
+    return fail(op, fmt::format("eps is {}; expected a finite value >= 0", a.eps));
+  }
+  SLUICE_RETURN_IF_ERROR(check_finite(op, "scale", a.scale));
+  // residual and out are written: disjoint from every other tensor.
+  for (const auto& [written_name, written] : {rows[0], rows[3]}) {
+    for (const auto& [name, t] : rows) {
+      if (t == written || (written == &a.out && t == &a.residual)) continue;
+      SLUICE_RETURN_IF_ERROR(check_disjoint(op, written_name, *written, name, *t));
+    }
+    for (const auto& [name, w] : weights) {
+      SLUICE_RETURN_IF_ERROR(check_disjoint(op, written_name, *written, name, *w));
+    }
+  }
+  return Status::ok();
+}
+
+void residual_tail(const ResidualTailArgs& a, void* stream) {
+  check_or_die(check_residual_tail(a));
+  auto ref = [&](const Tensor& w) {
+    return NormWeightRef{w.data, w.defined() ? elem_type(w.dtype) : ElemType::kF32,
+                         weight_form(w, a.one_plus_weight)};
+  };
+  ResidualTailParams p;
+  p.residual = row_view(a.residual);
+  p.in = row_view(a.in);
+  bool vectorized = rows_aligned16(a.residual) && rows_aligned16(a.in);
+  for (const auto& [view, t] : {std::pair{&p.in2, &a.in2}, std::pair{&p.out, &a.out}}) {
+    if (!t->defined()) continue;
+    *view = row_view(*t);
+    vectorized = vectorized && rows_aligned16(*t);
+  }
+  p.weight = ref(a.weight);
+  p.in_weight = ref(a.in_weight);
+  p.in2_weight = ref(a.in2_weight);
+  p.out_weight = ref(a.out_weight);
+  for (const Tensor* w : {&a.weight, &a.in_weight, &a.in2_weight, &a.out_weight}) {
+    vectorized = vectorized && aligned16(w->data);
+  }
+  p.vectorized = vectorized;
+  p.scale = a.scale;
+  p.dim = static_cast<int32_t>(a.residual.shape[1]);
+  p.rows = a.residual.shape[0];
+  p.eps = a.eps;
+  launch_residual_tail(p, stream);
+}
+
 Status check_rope(const RopeArgs& a) {
   constexpr std::string_view op = "rope";
   SLUICE_RETURN_IF_ERROR(check_rows(op, "x", a.x, 3, 3, "[T, num_heads, head_dim]"));

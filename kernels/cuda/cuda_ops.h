@@ -49,6 +49,27 @@ struct FusedAddRmsNormArgs {
 Status check_fused_add_rms_norm(const FusedAddRmsNormArgs& args);
 void fused_add_rms_norm(const FusedAddRmsNormArgs& args, void* stream);
 
+// The end of a Gemma layer's branch in one pass over each row (a Gemma 4 MoE layer runs
+// five kernels here otherwise):
+//   b = norm(in; in_weight) + norm(in2; in2_weight)    with in2 (dense MLP + experts)
+//       in                                             without
+//   residual = (residual + norm(b; weight)) * scale     (Gemma 4's layer_scalar; else 1)
+//   out = norm(residual; out_weight)                   with out (the next layer's input norm)
+// Every norm uses one_plus_weight; any weight may be undefined (no weight). b stays in f32;
+// residual is rounded once to its dtype and out is the norm of the residual as stored.
+// residual, in, in2, out: [R, D] f32|bf16, the same shape, row strides free; in_weight and
+// in2_weight only with in2; residual and out overlap nothing else.
+struct ResidualTailArgs {
+  Tensor residual, in, weight;
+  Tensor in2, in_weight, in2_weight;
+  Tensor out, out_weight;
+  float scale = 1.0f;
+  float eps = 1e-6f;
+  bool one_plus_weight = false;
+};
+Status check_residual_tail(const ResidualTailArgs& args);
+void residual_tail(const ResidualTailArgs& args, void* stream);
+
 // Rotate-half RoPE in place (RopeArgs in kernels/ops.h): x [T, H, head_dim] f32|bf16 (token
 // and head strides free, last dimension contiguous); positions [T] i32 in device memory
 // (values are not checked: the caller validates positions). For i < num_pairs, dims

@@ -58,6 +58,28 @@ struct RmsNormParams {
 // rows == 0 launches nothing. Aborts (SLUICE_CUDA_CHECK) if the launch fails.
 void launch_rms_norm(const RmsNormParams& p, void* stream);
 
+// A norm weight as the kernels read it: [dim] contiguous, in its form (data null: kNone).
+struct NormWeightRef {
+  const void* data = nullptr;
+  ElemType type = ElemType::kF32;
+  NormWeight form = NormWeight::kNone;
+};
+
+// The end of a layer's branch (residual_tail in cuda_ops.h) over rows of [rows, dim], one
+// CUDA block per row:
+//   b = in2 ? norm(in; in_weight) + norm(in2; in2_weight) : in
+//   residual = (residual + norm(b; weight)) * scale;  out = norm(residual; out_weight)
+struct ResidualTailParams {
+  RowView residual, in, in2, out;  // in2.data, out.data null when absent ([R, D] views)
+  NormWeightRef weight, in_weight, in2_weight, out_weight;
+  float scale = 1.0f;
+  bool vectorized = false;  // every row start and weight 16-byte aligned
+  int32_t dim = 0;
+  int64_t rows = 0;  // <= INT32_MAX
+  float eps = 1e-6f;
+};
+void launch_residual_tail(const ResidualTailParams& p, void* stream);
+
 // The most rotated pairs one RoPE launch supports (head_dim up to 1024 with full rotary).
 inline constexpr int kMaxRopePairs = 512;
 

@@ -95,16 +95,111 @@ __global__ void __launch_bounds__(kMaxThreads)
   });
 }
 
+// residual_tail: up to four reductions over the row, each followed by a barrier (block_sum);
+// b is recomputed from in and in2 where it is needed rather than stored.
+__global__ void __launch_bounds__(kMaxThreads)
+    residual_tail_kernel(const __grid_constant__ ResidualTailParams p) {
+  __shared__ float scratch[33];
+  const int64_t row = blockIdx.x;
+  const char* in = row_start(p.in, row, 0);
+  const bool two = p.in2.data != nullptr;
+  const char* in2 = two ? row_start(p.in2, row, 0) : nullptr;
+  char* residual = row_start(p.residual, row, 0);
+  const float inv_dim = 1.0f / static_cast<float>(p.dim);
+
+  // Pass 1: the input norms (of in and in2, or of b = in).
+  float ss_in = 0.0f, ss_in2 = 0.0f;
+  for_each_chunk(p.dim, p.vectorized, [&](auto width, int col) {
+    constexpr int N = decltype(width)::value;
+    float x[N], y[N];
+    load_n<N>(in, p.in.type, col, x);
+    if (two) load_n<N>(in2, p.in2.type, col, y);
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      ss_in = fmaf(x[k], x[k], ss_in);
+      if (two) ss_in2 = fmaf(y[k], y[k], ss_in2);
+    }
+  });
+  const float inv_in = rsqrtf(block_sum(ss_in, scratch) * inv_dim + p.eps);
+  const float inv_in2 = two ? rsqrtf(block_sum(ss_in2, scratch) * inv_dim + p.eps) : 0.0f;
+
+  // b at this thread's chunk, in f32.
+  auto branch = [&](auto width, int col, auto& b) {  // b: float[N]
+    constexpr int N = decltype(width)::value;
+    load_n<N>(in, p.in.type, col, b);
+    if (!two) return;
+    float y[N], w[N], w2[N];
+    load_n<N>(in2, p.in2.type, col, y);
+    load_weight<N>(p.in_weight.data, p.in_weight.type, p.in_weight.form, col, w);
+    load_weight<N>(p.in2_weight.data, p.in2_weight.type, p.in2_weight.form, col, w2);
+#pragma unroll
+    for (int k = 0; k < N; ++k) b[k] = b[k] * inv_in * w[k] + y[k] * inv_in2 * w2[k];
+  };
+
+  // Pass 2 (two branches only): the norm of b.
+  float inv_b = inv_in;
+  if (two) {
+    float ss_b = 0.0f;
+    for_each_chunk(p.dim, p.vectorized, [&](auto width, int col) {
+      constexpr int N = decltype(width)::value;
+      float b[N];
+      branch(width, col, b);
+#pragma unroll
+      for (int k = 0; k < N; ++k) ss_b = fmaf(b[k], b[k], ss_b);
+    });
+    inv_b = rsqrtf(block_sum(ss_b, scratch) * inv_dim + p.eps);
+  }
+
+  // Pass 3: residual = (residual + norm(b; weight)) * scale, and its sum of squares as stored.
+  float ss_r = 0.0f;
+  for_each_chunk(p.dim, p.vectorized, [&](auto width, int col) {
+    constexpr int N = decltype(width)::value;
+    float b[N], w[N], r[N];
+    branch(width, col, b);
+    load_weight<N>(p.weight.data, p.weight.type, p.weight.form, col, w);
+    load_n<N>(residual, p.residual.type, col, r);
+#pragma unroll
+    for (int k = 0; k < N; ++k) r[k] = (r[k] + b[k] * inv_b * w[k]) * p.scale;
+    store_n<N>(residual, p.residual.type, col, r);  // r now holds the stored values
+#pragma unroll
+    for (int k = 0; k < N; ++k) ss_r = fmaf(r[k], r[k], ss_r);
+  });
+  if (p.out.data == nullptr) return;
+
+  // Pass 4: out = norm(residual; out_weight), from the residual this thread just stored.
+  const float inv_r = rsqrtf(block_sum(ss_r, scratch) * inv_dim + p.eps);
+  char* out = row_start(p.out, row, 0);
+  for_each_chunk(p.dim, p.vectorized, [&](auto width, int col) {
+    constexpr int N = decltype(width)::value;
+    float r[N], w[N];
+    load_n<N>(residual, p.residual.type, col, r);
+    load_weight<N>(p.out_weight.data, p.out_weight.type, p.out_weight.form, col, w);
+#pragma unroll
+    for (int k = 0; k < N; ++k) r[k] = r[k] * inv_r * w[k];
+    store_n<N>(out, p.out.type, col, r);
+  });
+}
+
+// One thread per 8 columns, a whole number of warps (block_sum needs full warps).
+int threads_for_dim(int dim) {
+  const int64_t chunks = (static_cast<int64_t>(dim) + 7) / 8;
+  const auto threads = static_cast<int>(((chunks + 31) / 32) * 32);
+  return threads < 32 ? 32 : (threads > kMaxThreads ? kMaxThreads : threads);
+}
+
 }  // namespace
 
 void launch_rms_norm(const RmsNormParams& p, void* stream) {
   if (p.rows == 0) return;
-  // One thread per 8 columns, a whole number of warps (block_sum needs full warps).
-  const int64_t chunks = (static_cast<int64_t>(p.dim) + 7) / 8;
-  int threads = static_cast<int>(((chunks + 31) / 32) * 32);
-  threads = threads < 32 ? 32 : (threads > kMaxThreads ? kMaxThreads : threads);
-  rms_norm_kernel<<<static_cast<unsigned>(p.rows), threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      p);
+  rms_norm_kernel<<<static_cast<unsigned>(p.rows), threads_for_dim(p.dim), 0,
+                    static_cast<cudaStream_t>(stream)>>>(p);
+  SLUICE_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_residual_tail(const ResidualTailParams& p, void* stream) {
+  if (p.rows == 0) return;
+  residual_tail_kernel<<<static_cast<unsigned>(p.rows), threads_for_dim(p.dim), 0,
+                         static_cast<cudaStream_t>(stream)>>>(p);
   SLUICE_CUDA_CHECK(cudaGetLastError());
 }
 

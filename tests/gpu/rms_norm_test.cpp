@@ -281,6 +281,105 @@ TEST(FusedAddRmsNormGpu, BitIdenticalToUnfusedPair) {
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
 
+// residual_tail against rms_norm on the CPU composed by hand: b = norm(in) + norm(in2) (or
+// in), residual = (residual + norm(b)) * scale rounded to its dtype, out = norm(residual).
+struct TailCase {
+  const char* name;
+  int64_t rows, dim;
+  bool two, with_out;
+  float scale;
+  Form form;
+  DType residual, in, out, weight;
+  int64_t pad;  // extra elements per row of every activation (0: 16-byte aligned rows)
+};
+
+void run_tail_case(const TailCase& c, std::mt19937& rng) {
+  SCOPED_TRACE(c.name);
+  const int64_t R = c.rows, D = c.dim;
+  const bool one_plus = c.form == Form::kOnePlus;
+  auto rows_of = [&](DType t) { return TestTensor(t, {R, D}, {D + c.pad, 1}); };
+  TestTensor residual = rows_of(c.residual), in = rows_of(c.in), in2 = rows_of(c.in);
+  TestTensor out = rows_of(c.out);
+  residual.fill_random(rng, -2.0f, 2.0f);
+  in.fill_random(rng, -3.0f, 3.0f);
+  in2.fill_random(rng, -1.0f, 1.0f);
+  out.upload();  // NaN: written only where it should be
+  const auto w = make_weight(c.form, c.weight, D, rng),
+             w_in = make_weight(c.form, c.weight, D, rng),
+             w_in2 = make_weight(c.form, c.weight, D, rng),
+             w_out = make_weight(c.form, c.weight, D, rng);
+
+  // The reference, in f32 on the CPU.
+  std::vector<double> b_ref = cpu_norm(in, w_in ? &*w_in : nullptr, one_plus);
+  if (c.two) {
+    const std::vector<double> n2 = cpu_norm(in2, w_in2 ? &*w_in2 : nullptr, one_plus);
+    for (size_t i = 0; i < b_ref.size(); ++i) {
+      b_ref[i] = static_cast<float>(static_cast<float>(b_ref[i]) + static_cast<float>(n2[i]));
+    }
+  } else {
+    const std::vector<float> raw = view_values(in);
+    b_ref.assign(raw.begin(), raw.end());
+  }
+  std::vector<float> b_f32(b_ref.begin(), b_ref.end()), normed(b_ref.size());
+  std::vector<float> wv = w ? view_values(*w) : std::vector<float>{};
+  cpu_ops().rms_norm({host_tensor(normed, {R, D}), host_tensor(b_f32, {R, D}),
+                      w ? host_tensor(wv, {D}) : Tensor{}, kEps, one_plus});
+  const std::vector<float> before = view_values(residual);
+  TestTensor residual_ref = rows_of(c.residual);
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t e = 0; e < D; ++e) {
+      const float v = (before[r * D + e] + normed[r * D + e]) * c.scale;
+      residual_ref.at(r, e) = round_to(v, c.residual);
+    }
+  }
+  const std::vector<double> out_ref = cpu_norm(residual_ref, w_out ? &*w_out : nullptr, one_plus);
+
+  ResidualTailArgs a;
+  a.residual = residual.view();
+  a.in = in.view();
+  a.weight = view_or_none(w);
+  if (c.two) {
+    a.in2 = in2.view();
+    a.in_weight = view_or_none(w_in);
+    a.in2_weight = view_or_none(w_in2);
+  }
+  if (c.with_out) {
+    a.out = out.view();
+    a.out_weight = view_or_none(w_out);
+  }
+  a.scale = c.scale;
+  a.eps = kEps;
+  a.one_plus_weight = one_plus;
+  ASSERT_TRUE(check_residual_tail(a).is_ok()) << check_residual_tail(a).message();
+  residual_tail(a, nullptr);
+  residual.download();
+  out.download();
+  const std::vector<float> want_residual = view_values(residual_ref);
+  expect_close_as(residual, {want_residual.begin(), want_residual.end()});
+  if (c.with_out) {
+    expect_close_as(out, out_ref);
+  } else {
+    EXPECT_TRUE(std::isnan(out.at(0, 0))) << "out was written without being asked for";
+  }
+  EXPECT_EQ(residual.padding_written(), 0);
+}
+
+TEST(ResidualTailGpu, MatchesComposedReference) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240610);
+  const TailCase cases[] = {
+      {"gemma4 26b moe layer", 3, 2816, true, true, 0.71f, Form::kPlain, DType::kF32, DType::kF32,
+       DType::kBF16, DType::kF32, 0},
+      {"gemma4 dense layer end", 64, 5376, false, true, 1.3f, Form::kPlain, DType::kF32,
+       DType::kF32, DType::kBF16, DType::kBF16, 0},
+      {"last layer (no out)", 2, 640, true, false, 1.0f, Form::kOnePlus, DType::kF32, DType::kBF16,
+       DType::kBF16, DType::kF32, 0},
+      {"bf16 residual, odd rows (scalar path)", 5, 37, true, true, 0.5f, Form::kNone, DType::kBF16,
+       DType::kBF16, DType::kF32, DType::kF32, 3},
+  };
+  for (const TailCase& c : cases) run_tail_case(c, rng);
+}
+
 constexpr uintptr_t kIn = 0x1000000, kOut = 0x2000000, kRes = 0x3000000, kW = 0x4000000,
                     kW2 = 0x5000000;
 
@@ -366,6 +465,46 @@ TEST(RmsNormCheckDeathTest, LauncherAbortsNamingTheTensor) {
   RmsNormArgs a = good_norm();
   a.weight = fake(kW, DType::kF32, {255});
   EXPECT_DEATH(rms_norm(a, nullptr), "rms_norm: weight has shape \\[255\\]");
+}
+
+TEST(ResidualTailCheck, NamesTheBadArgument) {
+  auto good = [] {
+    ResidualTailArgs a;
+    a.residual = fake(kRes, DType::kF32, {3, 256});
+    a.in = fake(kIn, DType::kF32, {3, 256});
+    a.weight = fake(kW, DType::kF32, {256});
+    a.out = fake(kOut, DType::kBF16, {3, 256});
+    a.out_weight = fake(kW2, DType::kF32, {256});
+    return a;
+  };
+  EXPECT_TRUE(check_residual_tail(good()).is_ok()) << check_residual_tail(good()).message();
+
+  ResidualTailArgs a = good();
+  a.in_weight = fake(kW2, DType::kF32, {256});
+  expect_invalid(check_residual_tail(a), {"residual_tail: in_weight or in2_weight is given "
+                                          "without in2"});
+
+  a = good();
+  a.in2 = fake(kIn, DType::kF32, {3, 255});
+  expect_invalid(check_residual_tail(a), {"in2 has shape [3, 255]", "residual"});
+
+  a = good();
+  a.out = a.in;
+  a.out.dtype = DType::kBF16;
+  expect_invalid(check_residual_tail(a), {"out overlaps in"});
+
+  a = good();
+  a.residual = fake(kRes, DType::kF32, {3, 8, 256});
+  a.in = fake(kIn, DType::kF32, {3, 8, 256});
+  expect_invalid(check_residual_tail(a), {"residual has", "[rows, D]"});
+
+  a = good();
+  a.scale = std::nanf("");
+  expect_invalid(check_residual_tail(a), {"scale is nan"});
+
+  a = good();
+  a.out_weight = fake(kW2, DType::kF32, {128});
+  expect_invalid(check_residual_tail(a), {"out_weight has shape [128]"});
 }
 
 }  // namespace
