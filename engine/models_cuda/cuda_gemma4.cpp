@@ -158,8 +158,8 @@ Status CudaGemma4Model::init_weights() {
       SLUICE_ASSIGN_OR_RETURN(Ly.post_ffn_norm_1, norm(TensorRole::kPostFfnNorm1, i, H, what));
       SLUICE_ASSIGN_OR_RETURN(Ly.pre_ffn_norm_2, norm(TensorRole::kPreFfnNorm2, i, H, what));
       SLUICE_ASSIGN_OR_RETURN(Ly.post_ffn_norm_2, norm(TensorRole::kPostFfnNorm2, i, H, what));
-      SLUICE_ASSIGN_OR_RETURN(Ly.router_proj,
-                              upload_matrix({TensorRole::kRouterProj}, i, {E}, H, fan_in(H), what));
+      SLUICE_ASSIGN_OR_RETURN(Ly.router_proj, upload_matrix({TensorRole::kRouterProj}, i, {E}, H,
+                                                            fan_in(H), what, DType::kF32));
       SLUICE_ASSIGN_OR_RETURN(Ly.router_scale, norm(TensorRole::kRouterScale, i, H, what));
       SLUICE_ASSIGN_OR_RETURN(Ly.per_expert_scale,
                               norm(TensorRole::kRouterPerExpertScale, i, E, what));
@@ -211,7 +211,7 @@ Status CudaGemma4Model::allocate_scratch() {
   }
   if (c.enable_moe_block) {
     const int64_t E = c.num_experts, k = c.top_k_experts, Im = c.moe_intermediate_size;
-    SLUICE_RETURN_IF_ERROR(allocate(&router_in_, bytes(T * H, 2), "router input"));
+    SLUICE_RETURN_IF_ERROR(allocate(&router_in_, bytes(T * H, 4), "router input"));
     SLUICE_RETURN_IF_ERROR(allocate(&router_logits_, bytes(T * E, 4), "router logits"));
     SLUICE_RETURN_IF_ERROR(allocate(&topk_experts_, bytes(T * k, 4), "chosen experts"));
     SLUICE_RETURN_IF_ERROR(allocate(&topk_weights_, bytes(T * k, 4), "expert weights"));
@@ -270,17 +270,18 @@ Tensor CudaGemma4Model::enqueue_moe(const Layer& ly, const Tensor& x, int T) {
   const float eps = c.rms_norm_eps;
   const bool one_plus = c.norm_one_plus_weight;
   void* s = stream_;
-  // Router: norm0(x) * scale * H^-0.5 (folded into router_scale) . W^T -> moe_route.
-  const Tensor r_in = dev_contig(router_in_.data(), DType::kBF16, {T, H});
-  kc::rms_norm({r_in, x, ly.router_scale, eps, one_plus}, s);
+  // Both inputs in one pass over x: the router's, norm0(x) * scale * H^-0.5 (folded into
+  // router_scale), in f32 like the CPU model's routing, and the experts', norm(x; pre_2), in
+  // bf16. The router's logits: an f32 GEMM over f32 weights, so near-ties pick the CPU's
+  // experts.
+  const Tensor r_in = dev_contig(router_in_.data(), DType::kF32, {T, H});
+  const Tensor e_in = dev_contig(moe_in_.data(), DType::kBF16, {T, H});
+  kc::rms_norm2({r_in, e_in, x, ly.router_scale, ly.pre_ffn_norm_2, eps, one_plus}, s);
   const Tensor logits = dev_contig(router_logits_.data(), DType::kF32, {T, E});
   kc::matmul({logits, r_in, ly.router_proj}, s);
   const Tensor experts = dev_contig(topk_experts_.data(), DType::kI32, {T, k});
   const Tensor weights = dev_contig(topk_weights_.data(), DType::kF32, {T, k});
   kc::moe_route({logits, ly.per_expert_scale, experts, weights, static_cast<int>(k)}, s);
-  // Experts over norm(x; pre_2).
-  const Tensor e_in = dev_contig(moe_in_.data(), DType::kBF16, {T, H});
-  kc::rms_norm({e_in, x, ly.pre_ffn_norm_2, eps, one_plus}, s);
   const Tensor e_out = dev_contig(moe_out_.data(), DType::kF32, {T, H});
   const Tensor ws = dev_contig(moe_ws_.data(), DType::kF32,
                                {static_cast<int64_t>(std::max<size_t>(moe_ws_bytes_ / 4, 1))});

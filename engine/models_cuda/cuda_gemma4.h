@@ -79,7 +79,7 @@ class CudaGemma4Model final : public CudaModelBase {
     kernels::Tensor ple_gate, ple_proj, ple_post_norm;  // [P, H], [H, P], [H]
     // MoE branch (undefined without it).
     kernels::Tensor post_ffn_norm_1, pre_ffn_norm_2, post_ffn_norm_2;
-    kernels::Tensor router_proj;       // [E, H] bf16
+    kernels::Tensor router_proj;       // [E, H] f32 (routing in f32, as on the CPU)
     kernels::Tensor router_scale;      // [H] f32, pre-multiplied by H^-0.5
     kernels::Tensor per_expert_scale;  // [E] f32
     kernels::Tensor experts_gate_up;   // [E, 2 * I_moe, H] bf16

@@ -47,6 +47,26 @@ void append_bf16(const Tensor& t, std::vector<uint16_t>& out) {
   }
 }
 
+// Host values of a bound weight as f32, appended to `out`.
+void append_f32(const Tensor& t, std::vector<float>& out) {
+  const int64_t n = t.numel();
+  const size_t base = out.size();
+  out.resize(base + n);
+  switch (t.dtype) {
+    case DType::kF32:
+      std::memcpy(out.data() + base, t.data, n * 4);
+      break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) out[base + i] = bf16_to_f32(t.ptr<uint16_t>()[i]);
+      break;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) out[base + i] = f16_to_f32(t.ptr<uint16_t>()[i]);
+      break;
+    case DType::kI32:
+      SLUICE_CHECK(false, "integer weight");
+  }
+}
+
 }  // namespace
 
 CudaModelBase::~CudaModelBase() {
@@ -117,20 +137,27 @@ void CudaModelBase::keep_weight(DeviceMemory mem) {
 
 StatusOr<Tensor> CudaModelBase::upload_matrix(std::vector<TensorRole> roles, int layer,
                                               std::vector<int64_t> part_rows, int64_t cols,
-                                              float range, std::string_view what) {
+                                              float range, std::string_view what, DType dtype) {
   int64_t rows = 0;
   for (int64_t r : part_rows) rows += r;
+  const size_t elem = dtype == DType::kF32 ? 4 : 2;
   SLUICE_ASSIGN_OR_RETURN(DeviceMemory mem,
-                          DeviceMemory::allocate(static_cast<size_t>(rows * cols * 2), what));
-  Tensor t = dev_contig(mem.data(), DType::kBF16, {rows, cols});
+                          DeviceMemory::allocate(static_cast<size_t>(rows * cols) * elem, what));
+  Tensor t = dev_contig(mem.data(), dtype, {rows, cols});
   if (binder_ != nullptr) {
-    std::vector<uint16_t> host;
-    host.reserve(static_cast<size_t>(rows * cols));
+    std::vector<uint16_t> bf16;
+    std::vector<float> f32;
     for (size_t i = 0; i < roles.size(); ++i) {
       SLUICE_ASSIGN_OR_RETURN(Tensor part, binder_->matrix(roles[i], layer, part_rows[i], cols));
-      append_bf16(part, host);
+      if (dtype == DType::kF32) {
+        append_f32(part, f32);
+      } else {
+        append_bf16(part, bf16);
+      }
     }
-    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+    const void* host = dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : bf16.data();
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host, static_cast<size_t>(rows * cols) * elem,
+                                 cudaMemcpyHostToDevice));
   } else {
     kc::fill_uniform(t, seed_ + tensor_index_++, -range, range, stream_);
   }

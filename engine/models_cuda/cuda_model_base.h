@@ -99,11 +99,12 @@ class CudaModelBase {
 
   // ---- Weight upload (init() first). Each call allocates one device tensor, fills it from
   // the binder, or (synthetic) draws it on the device from seed + a running tensor index.
-  // A bf16 matrix [sum(part_rows), cols]: the parts bound for `roles` stacked by rows;
-  // synthetic: uniform in +-range.
+  // A bf16 (or f32) matrix [sum(part_rows), cols]: the parts bound for `roles` stacked by
+  // rows; synthetic: uniform in +-range.
   StatusOr<kernels::Tensor> upload_matrix(std::vector<TensorRole> roles, int layer,
                                           std::vector<int64_t> part_rows, int64_t cols, float range,
-                                          std::string_view what);
+                                          std::string_view what,
+                                          kernels::DType dtype = kernels::DType::kBF16);
   // A bf16 tensor of any rank (stacked expert weights [E, rows, cols]); synthetic: +-range.
   StatusOr<kernels::Tensor> upload_tensor(TensorRole role, int layer, std::vector<int64_t> shape,
                                           float range, std::string_view what);

@@ -110,8 +110,8 @@ NormWeight weight_form(const Tensor& w, bool one_plus) {
   return one_plus ? NormWeight::kOnePlus : NormWeight::kPlain;
 }
 
-void run_norm(std::string_view op, NormMode mode, const NormTensors& n, void* stream) {
-  check_or_die(check_norm(op, mode, n));
+// The parameter block of checked norm arguments.
+RmsNormParams norm_params(NormMode mode, const NormTensors& n) {
   const Tensor& in = *n.in;
   RmsNormParams p;
   p.mode = mode;
@@ -139,7 +139,12 @@ void run_norm(std::string_view op, NormMode mode, const NormTensors& n, void* st
   p.inner_rows = in.ndim == 3 ? in.shape[1] : 1;
   p.rows = in.shape[0] * p.inner_rows;
   p.eps = n.eps;
-  launch_rms_norm(p, stream);
+  return p;
+}
+
+void run_norm(std::string_view op, NormMode mode, const NormTensors& n, void* stream) {
+  check_or_die(check_norm(op, mode, n));
+  launch_rms_norm(norm_params(mode, n), stream);
 }
 
 }  // namespace
@@ -152,6 +157,33 @@ Status check_rms_norm(const RmsNormArgs& a) {
 void rms_norm(const RmsNormArgs& a, void* stream) {
   run_norm("rms_norm", NormMode::kNorm,
            {&a.in, &a.out, nullptr, &a.weight, nullptr, a.eps, a.one_plus_weight}, stream);
+}
+
+Status check_rms_norm2(const RmsNorm2Args& a) {
+  constexpr std::string_view op = "rms_norm2";
+  SLUICE_RETURN_IF_ERROR(
+      check_norm(op, NormMode::kNorm, {&a.in, &a.out, nullptr, &a.weight, nullptr, a.eps, false}));
+  SLUICE_RETURN_IF_ERROR(check_norm_rows(op, "out2", a.out2));
+  SLUICE_RETURN_IF_ERROR(check_same_shape(op, "out2", a.out2, "in", a.in));
+  SLUICE_RETURN_IF_ERROR(check_weight(op, "weight2", a.weight2, a.in.dim(-1)));
+  const std::pair<std::string_view, const Tensor*> others[] = {
+      {"in", &a.in}, {"out", &a.out}, {"weight", &a.weight}, {"weight2", &a.weight2}};
+  for (const auto& [name, t] : others) {
+    SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out2", a.out2, name, *t));
+  }
+  return check_disjoint(op, "out", a.out, "weight2", a.weight2);
+}
+
+void rms_norm2(const RmsNorm2Args& a, void* stream) {
+  check_or_die(check_rms_norm2(a));
+  RmsNormParams p = norm_params(
+      NormMode::kNorm, {&a.in, &a.out, nullptr, &a.weight, nullptr, a.eps, a.one_plus_weight});
+  p.out2 = row_view(a.out2);
+  p.out_weight = a.weight2.data;
+  p.out_weight_type = elem_type(a.weight2.defined() ? a.weight2.dtype : DType::kF32);
+  p.out_weight_form = weight_form(a.weight2, a.one_plus_weight);
+  p.vectorized = p.vectorized && rows_aligned16(a.out2) && aligned16(a.weight2.data);
+  launch_rms_norm(p, stream);
 }
 
 Status check_add_rms_norm(const AddRmsNormArgs& a) {

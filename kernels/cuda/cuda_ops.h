@@ -28,6 +28,18 @@ namespace sluice::kernels::cuda {
 Status check_rms_norm(const RmsNormArgs& args);
 void rms_norm(const RmsNormArgs& args, void* stream);
 
+// Two norms of the same rows in one pass (Gemma 4's MoE router input and experts' input):
+//   out = rms_norm(in; weight), out2 = rms_norm(in; weight2)
+// Each output as rms_norm's (bit-identical to two rms_norm calls); out and out2 overlap
+// nothing but may have their own dtypes. out may alias in exactly; out2 may not.
+struct RmsNorm2Args {
+  Tensor out, out2, in, weight, weight2;
+  float eps = 1e-6f;
+  bool one_plus_weight = false;
+};
+Status check_rms_norm2(const RmsNorm2Args& args);
+void rms_norm2(const RmsNorm2Args& args, void* stream);
+
 // residual += rms_norm(in; weight) (AddRmsNormArgs in kernels/ops.h): Gemma's post-norm and
 // residual add in one pass. residual, in: same shape as in rms_norm, f32|bf16, disjoint;
 // weight as in rms_norm (undefined allowed).

@@ -38,8 +38,9 @@ enum class NormMode : uint8_t {
 // Row-wise RMS norm over `dim`, inv_rms = rsqrt(mean(x^2) + eps), one CUDA block per row.
 struct RmsNormParams {
   RowView in, out, residual;         // out unused in kAdd; residual unused in kNorm
+  RowView out2;                      // kNorm only, optional: out2 = norm(in; out_weight)
   const void* weight = nullptr;      // [dim], contiguous; null when weight_form == kNone
-  const void* out_weight = nullptr;  // [dim], contiguous; kAddThenNorm only
+  const void* out_weight = nullptr;  // [dim], contiguous; kAddThenNorm, or kNorm with out2
   ElemType weight_type = ElemType::kF32;
   ElemType out_weight_type = ElemType::kF32;
   NormWeight weight_form = NormWeight::kNone;

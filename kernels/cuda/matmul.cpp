@@ -73,6 +73,7 @@ struct AlgoKey {
   int64_t m = 0, n = 0, k = 0;  // cuBLASLt's: m = N, n = M
   int64_t lda = 0, ldc = 0;     // our a's and out's row strides in elements
   uint16_t align_w = 0, align_a = 0, align_out = 0;
+  cudaDataType_t in_type = CUDA_R_16BF;  // a and w
   cudaDataType_t out_type = CUDA_R_32F;
   bool operator==(const AlgoKey&) const = default;
 };
@@ -87,7 +88,7 @@ struct AlgoKeyHash {
     mix(static_cast<uint64_t>(k.lda));
     mix(static_cast<uint64_t>(k.ldc));
     mix((uint64_t{k.align_w} << 32) | (uint64_t{k.align_a} << 16) | k.align_out);
-    mix(static_cast<uint64_t>(k.out_type));
+    mix((static_cast<uint64_t>(k.in_type) << 32) | static_cast<uint64_t>(k.out_type));
     return static_cast<size_t>(h);
   }
 };
@@ -225,8 +226,15 @@ Status check_matrix(std::string_view op, std::string_view name, const Tensor& t,
 
 Status check_problem(std::string_view op, const Tensor& out, const Tensor& a, const Tensor& w) {
   SLUICE_RETURN_IF_ERROR(check_matrix(op, "out", out, true, "[M, N]"));
-  SLUICE_RETURN_IF_ERROR(check_matrix(op, "a", a, false, "[M, K]"));
-  SLUICE_RETURN_IF_ERROR(check_matrix(op, "w", w, false, "[N, K]"));
+  // bf16 operands; or f32 a and w into an f32 out (an SGEMM, for small f32 layers).
+  const bool f32 = a.dtype == DType::kF32;
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "a", a, f32, "[M, K]"));
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "w", w, f32, "[N, K]"));
+  if (w.dtype != a.dtype || (f32 && out.dtype != DType::kF32)) {
+    return fail(op, fmt::format("a has dtype {}, w {} and out {}; expected bf16 a and w, or f32 "
+                                "a, w and out",
+                                dtype_name(a.dtype), dtype_name(w.dtype), dtype_name(out.dtype)));
+  }
   const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
   if (w.shape[1] != K) {
     return fail(op, fmt::format("w has shape {} but a has {}; expected w [N, {}] (K of a)",
@@ -299,9 +307,10 @@ void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta,
   const cublasLtMatrixLayout_t a_layout = &a_storage;
   const cublasLtMatrixLayout_t out_layout = &out_storage;
   const cudaDataType_t out_type = cuda_type(out.dtype);
-  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(w_layout, CUDA_R_16BF, static_cast<uint64_t>(K),
+  const cudaDataType_t in_type = cuda_type(a.dtype);  // w's too (checked)
+  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(w_layout, in_type, static_cast<uint64_t>(K),
                                                static_cast<uint64_t>(N), K));
-  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(a_layout, CUDA_R_16BF, static_cast<uint64_t>(K),
+  SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(a_layout, in_type, static_cast<uint64_t>(K),
                                                static_cast<uint64_t>(M), lda));
   SLUICE_CUBLAS_CHECK(cublasLtMatrixLayoutInit(out_layout, out_type, static_cast<uint64_t>(N),
                                                static_cast<uint64_t>(M), ldc));
@@ -315,6 +324,7 @@ void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta,
   key.align_w = alignment_bytes(w.data, K, w.dtype);
   key.align_a = alignment_bytes(a.data, lda, a.dtype);
   key.align_out = alignment_bytes(out.data, ldc, out.dtype);
+  key.in_type = in_type;
   key.out_type = out_type;
   const AlgoChoice choice = choose_algo(ctx, key, desc, w_layout, a_layout, out_layout);
 

@@ -1,6 +1,7 @@
 #pragma once
 // The CUDA matmul: out = a · w^T (kernels/ops.h MatmulArgs, Hugging Face Linear layout)
-// through cuBLASLt, bf16 operands, f32 accumulation, f32 or bf16 output rounded once.
+// through cuBLASLt, bf16 operands (or f32 ones), f32 accumulation, f32 or bf16 output
+// rounded once.
 //
 // Each device gets one process-wide cuBLASLt context: a handle and a 32 MiB workspace,
 // created by init_blas() or lazily by the first matmul on that device, plus a cache that
@@ -35,7 +36,9 @@ void init_blas();
 //   a   [M, K] bf16, row stride >= K (free when M == 1), last dimension contiguous;
 //   w   [N, K] bf16, contiguous;
 //   out [M, N] f32|bf16, row stride >= N (free when M == 1), last dimension contiguous;
-//       out overlaps neither a nor w.
+//       out overlaps neither a nor w;
+// or a, w and out all f32 (full f32 arithmetic, no TF32: for small layers whose inputs must
+// not be rounded, such as Gemma 4's MoE router).
 // All on the device; each extent at most 2^31 - 1. Products accumulate in f32; each output
 // element is rounded once.
 // M == 0 or N == 0 launches nothing (and touches no CUDA state); K == 0 writes zeros.

@@ -2,7 +2,7 @@
 // with the next norm. One block per row; the row is read from global memory once per pass
 // (the second read hits L1/L2: a 5376-wide bf16 row is 10.5 KB). All arithmetic is f32.
 //
-//   kNorm:        out = x * inv_rms(x) * w
+//   kNorm:        out = x * inv_rms(x) * w   (and out2 = x * inv_rms(x) * w_out when out2 is set)
 //   kAdd:         residual += x * inv_rms(x) * w
 //   kAddThenNorm: residual += x * inv_rms(x) * w;  out = r * inv_rms(r) * w_out, where r is
 //                 the residual as stored (rounded to its type), as if unfused.
@@ -61,10 +61,19 @@ __global__ void __launch_bounds__(kMaxThreads)
   char* out = p.mode == NormMode::kAdd ? nullptr : row_start(p.out, outer, inner);
   char* residual = p.mode == NormMode::kNorm ? nullptr : row_start(p.residual, outer, inner);
   float sum_sq_residual = 0.0f;
+  char* out2 = p.mode == NormMode::kNorm && p.out2.data != nullptr ? row_start(p.out2, outer, inner)
+                                                                   : nullptr;
   for_each_chunk(p.dim, p.vectorized, [&](auto width, int col) {
     constexpr int N = decltype(width)::value;
     float x[N], w[N];
     load_n<N>(in, p.in.type, col, x);
+    if (out2 != nullptr) {  // before out is stored: out may alias in
+      float y[N], w2[N];
+      load_weight<N>(p.out_weight, p.out_weight_type, p.out_weight_form, col, w2);
+#pragma unroll
+      for (int k = 0; k < N; ++k) y[k] = x[k] * inv_rms * w2[k];
+      store_n<N>(out2, p.out2.type, col, y);
+    }
     load_weight<N>(p.weight, p.weight_type, p.weight_form, col, w);
 #pragma unroll
     for (int k = 0; k < N; ++k) x[k] = x[k] * inv_rms * w[k];

@@ -97,6 +97,29 @@ TEST(MatmulGpu, MatchesReferenceOverShapes) {
   }
 }
 
+// f32 operands (an SGEMM; Gemma 4's router, 128 experts over hidden 2816): full f32
+// arithmetic, so the bound is f32 summation order, far below bf16's.
+TEST(MatmulGpu, F32OperandsMatchReference) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240705);
+  TestTensor w(DType::kF32, {128, 2816});
+  w.fill_random(rng, -0.05f, 0.05f);
+  std::vector<float> wv = view_values(w);
+  for (int64_t M : {1, 3, 64}) {
+    SCOPED_TRACE("M " + std::to_string(M));
+    TestTensor a(DType::kF32, {M, 2816});
+    a.fill_random(rng, -2.0f, 2.0f);
+    std::vector<float> av = view_values(a), ref(static_cast<size_t>(M * 128));
+    cpu_ops().matmul({Tensor::make(ref.data(), DType::kF32, {M, 128}),
+                      Tensor::make(av.data(), DType::kF32, {M, 2816}),
+                      Tensor::make(wv.data(), DType::kF32, {128, 2816})});
+    TestTensor out(DType::kF32, {M, 128});
+    matmul({out.view(), a.view(), w.view()}, nullptr);
+    out.download();
+    expect_close(out, {ref.begin(), ref.end()}, 1e-5, 1e-4, 1e-5);
+  }
+}
+
 // The vocabulary head's width (262144 rows of w), with a small K to keep the reference fast.
 TEST(MatmulGpu, VocabularyWideHead) {
   SLUICE_SKIP_WITHOUT_GPU();
@@ -289,6 +312,9 @@ TEST(MatmulCheck, AcceptsValidArguments) {
   one_row.out = fake(kOut, DType::kF32, {1, 640});
   one_row.out.strides[0] = 3;
   EXPECT_TRUE(check_matmul(one_row).is_ok());
+  MatmulArgs f32 = good();  // an SGEMM
+  f32.a.dtype = f32.w.dtype = DType::kF32;
+  EXPECT_TRUE(check_matmul(f32).is_ok()) << check_matmul(f32).message();
   EXPECT_TRUE(check_matmul_acc({good().out, good().a, good().w, 1.0f}).is_ok());
   EXPECT_TRUE(check_matmul_acc({good().out, good().a, good().w, 0.0f}).is_ok());
 }
@@ -297,6 +323,11 @@ TEST(MatmulCheck, NamesTheBadTensor) {
   MatmulArgs m = good();
   m.a.dtype = DType::kF32;
   expect_invalid(check_matmul(m), {"matmul: a has dtype f32", "expected bf16"});
+
+  m = good();
+  m.a.dtype = m.w.dtype = DType::kF32;
+  m.out.dtype = DType::kBF16;
+  expect_invalid(check_matmul(m), {"a has dtype f32, w f32 and out bf16", "f32 a, w and out"});
 
   m = good();
   m.w.dtype = DType::kF16;

@@ -281,6 +281,41 @@ TEST(FusedAddRmsNormGpu, BitIdenticalToUnfusedPair) {
 
 // ---- Argument checks: no device needed (the views point nowhere and are never read). ----
 
+// rms_norm2: both outputs bit-identical to two rms_norm launches (the same f32 arithmetic in
+// the same order), including out written in place over in.
+TEST(RmsNorm2Gpu, BitIdenticalToTwoNorms) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240612);
+  for (const int64_t dim : {2816, 37}) {
+    for (const bool in_place : {false, true}) {
+      SCOPED_TRACE("D " + std::to_string(dim) + (in_place ? ", out over in" : ""));
+      TestTensor in(DType::kF32, {3, dim});
+      in.fill_random(rng, -2.0f, 2.0f);
+      const auto w = make_weight(Form::kPlain, DType::kF32, dim, rng);
+      const auto w2 = make_weight(Form::kOnePlus, DType::kBF16, dim, rng);
+      TestTensor want(DType::kF32, {3, dim}), want2(DType::kBF16, {3, dim});
+      rms_norm({want.view(), in.view(), w->view(), kEps, true}, nullptr);
+      rms_norm({want2.view(), in.view(), w2->view(), kEps, true}, nullptr);
+      TestTensor out(DType::kF32, {3, dim}), out2(DType::kBF16, {3, dim});
+      const Tensor out_view = in_place ? in.view() : out.view();
+      rms_norm2({out_view, out2.view(), in.view(), w->view(), w2->view(), kEps, true}, nullptr);
+      want.download();
+      want2.download();
+      out2.download();
+      TestTensor& got = in_place ? in : out;
+      got.download();
+      int64_t differ = 0;
+      for (int64_t r = 0; r < 3; ++r) {
+        for (int64_t c = 0; c < dim; ++c) {
+          differ += got.at(r, c) != want.at(r, c);
+          differ += out2.at(r, c) != want2.at(r, c);
+        }
+      }
+      EXPECT_EQ(differ, 0);
+    }
+  }
+}
+
 // residual_tail against rms_norm on the CPU composed by hand: b = norm(in) + norm(in2) (or
 // in), residual = (residual + norm(b)) * scale rounded to its dtype, out = norm(residual).
 struct TailCase {
@@ -465,6 +500,31 @@ TEST(RmsNormCheckDeathTest, LauncherAbortsNamingTheTensor) {
   RmsNormArgs a = good_norm();
   a.weight = fake(kW, DType::kF32, {255});
   EXPECT_DEATH(rms_norm(a, nullptr), "rms_norm: weight has shape \\[255\\]");
+}
+
+TEST(RmsNorm2Check, NamesTheBadArgument) {
+  auto good = [] {
+    return RmsNorm2Args{fake(kOut, DType::kF32, {3, 256}),
+                        fake(kRes, DType::kBF16, {3, 256}),
+                        fake(kIn, DType::kF32, {3, 256}),
+                        fake(kW, DType::kF32, {256}),
+                        fake(kW2, DType::kF32, {256}),
+                        kEps,
+                        false};
+  };
+  EXPECT_TRUE(check_rms_norm2(good()).is_ok()) << check_rms_norm2(good()).message();
+  RmsNorm2Args a = good();
+  a.out = a.in;  // in place
+  EXPECT_TRUE(check_rms_norm2(a).is_ok()) << check_rms_norm2(a).message();
+  a = good();
+  a.out2 = a.in;
+  expect_invalid(check_rms_norm2(a), {"rms_norm2: out2 overlaps in"});
+  a = good();
+  a.out2 = fake(kRes, DType::kBF16, {3, 128});
+  expect_invalid(check_rms_norm2(a), {"out2 has shape [3, 128]"});
+  a = good();
+  a.weight2 = fake(kW2, DType::kF32, {255});
+  expect_invalid(check_rms_norm2(a), {"weight2 has shape [255]"});
 }
 
 TEST(ResidualTailCheck, NamesTheBadArgument) {
