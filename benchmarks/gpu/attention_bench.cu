@@ -13,7 +13,7 @@
 //     block sets, one step per set in the graph, so each step reads its keys from device
 //     memory, not from L2.
 //  3. Prefill: one 2048-token prompt (causal, no window) at both head dims, in TFLOP/s
-//     (4 * heads * head_dim flops per visible (query, key) pair).
+//     (4 * heads * head_dim flops per visible (query, key) pair), for each kernel.
 // All cache and query values are uniform random (fill_uniform).
 
 #include <cuda_runtime.h>
@@ -216,12 +216,13 @@ int main(int argc, char** argv) {
     Batch b =
         make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, session.stream);
     // Both decode kernels side by side (the engine's choice: paged_attention_uses_mma).
-    for (const kc::DecodeKernel kernel : {kc::DecodeKernel::kSimt, kc::DecodeKernel::kMma}) {
-      b.args.decode_kernel = kernel;
+    for (const kc::AttentionKernel kernel :
+         {kc::AttentionKernel::kSimt, kc::AttentionKernel::kMma}) {
+      b.args.kernel = kernel;
       const double ms = graph_step_ms(b, session.stream, reps);
       const double gb_per_s = static_cast<double>(bytes) / ms / 1e6;
       report.add({std::string("decode_") + p.layer->name +
-                      (kernel == kc::DecodeKernel::kMma ? "_mma" : "_simt"),
+                      (kernel == kc::AttentionKernel::kMma ? "_mma" : "_simt"),
                   {{"head_dim", p.layer->head_dim},
                    {"batch", p.batch},
                    {"context", p.context},
@@ -236,13 +237,18 @@ int main(int argc, char** argv) {
   constexpr int kPrompt = 2048;
   for (const Layer* l : {&kSliding, &kGlobal}) {
     Batch b = make_batch(pool, *l, 1, kPrompt, kPrompt, 1, rng, session.stream);
-    const double ms = median_ms([&](cudaStream_t s) { enqueue_set(b, 0, s); }, session.stream, 2,
-                                session.args.quick ? 3 : 10);
-    const double pairs = static_cast<double>(kPrompt) * (kPrompt + 1) / 2;
-    const double tflops = 4.0 * l->num_q_heads * l->head_dim * pairs / ms / 1e9;
-    report.add({std::string("prefill_") + l->name,
-                {{"head_dim", l->head_dim}, {"tokens", kPrompt}},
-                {{"ms", ms}, {"tflop_per_s", tflops}}});
+    for (const kc::AttentionKernel kernel :
+         {kc::AttentionKernel::kSimt, kc::AttentionKernel::kMma}) {
+      b.args.kernel = kernel;
+      const double ms = median_ms([&](cudaStream_t s) { enqueue_set(b, 0, s); }, session.stream, 2,
+                                  session.args.quick ? 3 : 10);
+      const double pairs = static_cast<double>(kPrompt) * (kPrompt + 1) / 2;
+      const double tflops = 4.0 * l->num_q_heads * l->head_dim * pairs / ms / 1e9;
+      report.add({std::string("prefill_") + l->name +
+                      (kernel == kc::AttentionKernel::kMma ? "_mma" : "_simt"),
+                  {{"head_dim", l->head_dim}, {"tokens", kPrompt}},
+                  {{"ms", ms}, {"tflop_per_s", tflops}}});
+    }
   }
 
   return session.finish(report);

@@ -1,6 +1,6 @@
 #pragma once
 // Tensor-core and asynchronous-copy primitives of sm_80 and later, shared by the kernels that
-// stage tiles in shared memory (moe.cu, paged_attention.cu, paged_decode_mma.cu). Include
+// stage tiles in shared memory (moe.cu, paged_attention.cu, paged_attention_mma.cu). Include
 // from .cu files only.
 //
 // Fragment layouts of mma.m16n8k16 with .bf16 inputs (PTX ISA), for lane = 4 g + q:

@@ -68,8 +68,8 @@ WorkspaceLayout workspace_layout(int num_seqs, int num_q_heads, int head_dim, in
 
 bool supported_head_dim(int64_t d) { return d == 64 || d == 128 || d == 256 || d == 512; }
 
-// The shapes the tensor-core decode kernel is built for.
-bool mma_decode_shape(const PagedAttentionArgs& a) {
+// The shapes the tensor-core kernel is built for.
+bool mma_shape(const PagedAttentionArgs& a) {
   const int64_t d = a.q.ndim == 3 ? a.q.shape[2] : 0;
   return a.k_cache.dtype == DType::kBF16 && (d == 256 || d == 512);
 }
@@ -229,9 +229,9 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
                                 "expected at most {}",
                                 nkv, group, nkv * head_chunks, kMaxGridYZ));
   }
-  if (args.decode_kernel == DecodeKernel::kMma && !mma_decode_shape(a)) {
-    return fail(op, fmt::format("decode_kernel is kMma with a {} cache and head_dim {}; the "
-                                "tensor-core decode needs a bf16 cache and head_dim 256 or 512",
+  if (args.kernel == AttentionKernel::kMma && !mma_shape(a)) {
+    return fail(op, fmt::format("kernel is kMma with a {} cache and head_dim {}; the "
+                                "tensor-core kernel needs a bf16 cache and head_dim 256 or 512",
                                 dtype_name(a.k_cache.dtype), d));
   }
   const size_t needed =
@@ -254,22 +254,22 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
   return Status::ok();
 }
 
-bool paged_attention_uses_mma(const CudaPagedAttentionArgs& args) {
+MmaParts paged_attention_mma_parts(const CudaPagedAttentionArgs& args) {
   const PagedAttentionArgs& a = args.base;
-  switch (args.decode_kernel) {
-    case DecodeKernel::kSimt:
-      return false;
-    case DecodeKernel::kMma:
-      return mma_decode_shape(a);
-    case DecodeKernel::kAuto:
+  switch (args.kernel) {
+    case AttentionKernel::kSimt:
+      return {};
+    case AttentionKernel::kMma:
+      return {mma_shape(a), mma_shape(a)};
+    case AttentionKernel::kAuto:
       break;
   }
-  if (!mma_decode_shape(a) || a.q.dtype != DType::kBF16 || a.out.dtype != DType::kBF16 ||
+  if (!mma_shape(a) || a.q.dtype != DType::kBF16 || a.out.dtype != DType::kBF16 ||
       a.k_cache.shape[1] < 1) {
-    return false;
+    return {};
   }
   const int64_t group = a.q.shape[1] / a.k_cache.shape[1];
-  return (group < 16 ? group : 16) >= 8;
+  return {(group < 16 ? group : 16) >= 8, true};
 }
 
 void paged_attention(const CudaPagedAttentionArgs& args, void* stream) {
@@ -308,7 +308,9 @@ void paged_attention(const CudaPagedAttentionArgs& args, void* stream) {
   p.max_splits = paged_attention_max_splits(p.num_seqs, p.max_seq_len);
   p.scale = a.scale;
   p.softcap = a.softcap;
-  p.decode_mma = paged_attention_uses_mma(args);
+  const MmaParts mma = paged_attention_mma_parts(args);
+  p.decode_mma = mma.decodes;
+  p.prefill_mma = mma.prefills;
   if (p.num_tokens == 0 || p.num_seqs == 0 || p.num_q_heads == 0) return;
   const WorkspaceLayout l = workspace_layout(p.num_seqs, p.num_q_heads, p.head_dim, p.max_splits);
   auto* ws = static_cast<unsigned char*>(args.workspace.data);

@@ -18,8 +18,8 @@
 // Two launches share that kernel:
 //   decode mode: one CTA per (sequence with exactly one query token, KV head, split). A
 //     decode's visible keys are split (flash-decoding) into min(p.max_splits,
-//     ceil(keys / kPagedMinSplitKeys)) equal parts; each part leaves its unnormalised state (max, sum,
-//     accumulator) in the workspace and combine_kernel merges the parts by log-sum-exp.
+//     ceil(keys / kPagedMinSplitKeys)) equal parts; each part leaves its unnormalised state (max,
+//     sum, accumulator) in the workspace and combine_kernel merges the parts by log-sum-exp.
 //   prefill mode: one CTA per tile of consecutive query tokens of a sequence with two or
 //     more query tokens, no split. plan_tiles_kernel numbers the tiles on the device (a
 //     prefix sum over query_start), so the grid is bounded by the token count, not by
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   auto issue_tile = [&](int t, int stage) {
     unsigned char* k_dst = smem + stage * C::kStageBytes;
     issue_kv_tile<D, C::kElem, kKt, kRowBytes, kThreads>(p, table, kv_head, w.lo + t * kKt, w.hi,
-                                                          k_dst, k_dst + C::kTileSmem);
+                                                         k_dst, k_dst + C::kTileSmem);
   };
 
   // PV thread map: chunk c of d, rows [rs * kRpt, rs * kRpt + kRpt), keys j = ks mod kNks.
@@ -427,7 +427,7 @@ void launch_for_shape(const PagedAttentionParams& p, cudaStream_t stream) {
                          static_cast<unsigned>(p.max_splits));
   constexpr bool kMmaShape = sizeof(CacheT) == 2 && (D == 256 || D == 512);
   if (kMmaShape && p.decode_mma) {
-    launch_paged_decode_mma(p, decode_grid, stream);
+    launch_paged_attention_mma(p, true, decode_grid, stream);
   } else if (heads_per_cta <= 2) {
     launch_attention<D, CacheT, 2>(p, true, decode_grid, stream);
   } else if (heads_per_cta <= 4) {
@@ -456,9 +456,11 @@ void launch_for_shape(const PagedAttentionParams& p, cudaStream_t stream) {
     const int64_t by_seqs = static_cast<int64_t>(p.num_seqs) *
                             ((p.max_query_len + tokens_per_tile - 1) / tokens_per_tile);
     const int64_t tiles = by_tokens < by_seqs ? by_tokens : by_seqs;
-    if (tiles > 0) {
-      launch_attention<D, CacheT, kMaxRows>(p, false, dim3(static_cast<unsigned>(tiles), grid_y, 1),
-                                            stream);
+    const dim3 prefill_grid(static_cast<unsigned>(tiles), grid_y, 1);
+    if (tiles > 0 && kMmaShape && p.prefill_mma) {
+      launch_paged_attention_mma(p, false, prefill_grid, stream);
+    } else if (tiles > 0) {
+      launch_attention<D, CacheT, kMaxRows>(p, false, prefill_grid, stream);
     }
   }
 }

@@ -42,14 +42,14 @@ void cache_write(const CacheWriteArgs& args, void* stream);
 // The kernels locate each sequence's tokens through query_start and never read token_seq
 // (it is shape-checked only; it must agree with query_start). Scores, online softmax and
 // the output accumulation are f32 over the stored values; out is rounded once.
-// Which kernel runs the decodes (sequences with one query token) of a batch. kAuto takes
-// kMma where it applies (paged_attention_uses_mma) and kSimt elsewhere; the others force one,
-// for tests and benchmarks. Prefill chunks always run the SIMT kernel.
+// Which kernel computes a batch's attention. kAuto takes kMma where it applies
+// (paged_attention_mma_parts) and kSimt elsewhere; the others force one, for tests and
+// benchmarks.
 //   kSimt: f32 arithmetic throughout, any cache dtype and head dim.
 //   kMma:  bf16 tensor cores (mma.sync m16n8k16, f32 accumulation); q and the softmax
 //          weights P are rounded to bf16 before their products, so results differ from
 //          kSimt by about one bf16 rounding: only for a bf16 cache and head dim 256 or 512.
-enum class DecodeKernel { kAuto, kSimt, kMma };
+enum class AttentionKernel { kAuto, kSimt, kMma };
 
 struct CudaPagedAttentionArgs {
   PagedAttentionArgs base;
@@ -59,14 +59,19 @@ struct CudaPagedAttentionArgs {
   int max_seq_len = 0;    // host copy: max over s of seq_lens[s]
   Tensor workspace;       // device scratch, contiguous, any dtype, at least
                           // paged_attention_workspace_bytes(...) bytes (undefined if that is 0)
-  DecodeKernel decode_kernel = DecodeKernel::kAuto;
+  AttentionKernel kernel = AttentionKernel::kAuto;
 };
 
-// Whether the decodes of these arguments run on tensor cores. kAuto picks them for a bf16
-// cache, head dim 256 or 512, bf16 q and out (so the only extra rounding is P's) and at least
-// 8 query heads per KV head (the tensor-core tile is 16 rows; fewer would waste it, and the
-// SIMT kernel is bandwidth-bound there anyway).
-bool paged_attention_uses_mma(const CudaPagedAttentionArgs& args);
+// Which parts of a batch run on tensor cores: its decodes (sequences with one query token)
+// and its prefill chunks. kAuto picks kMma for a bf16 cache, head dim 256 or 512 and bf16 q
+// and out (so the only extra rounding is P's): for prefill chunks always (a CTA's 16 rows are
+// several tokens of a GQA group), for decodes when a KV head has at least 8 query heads (a
+// decode's rows are one token's group, padded to the tile's 16; with fewer the SIMT kernel,
+// bandwidth-bound there anyway, does as well).
+struct MmaParts {
+  bool decodes = false, prefills = false;
+};
+MmaParts paged_attention_mma_parts(const CudaPagedAttentionArgs& args);
 
 // Bytes of device scratch paged_attention needs for a batch of num_tokens query tokens in
 // num_seqs sequences whose longest holds max_seq_len keys (split-K partial results of the
@@ -137,7 +142,8 @@ struct PagedAttentionParams {
   int32_t max_splits = 1;  // paged_attention_max_splits(num_seqs, max_seq_len)
   float scale = 1.0f;
   float softcap = 0.0f;
-  bool decode_mma = false;  // decodes on the tensor-core kernel (paged_decode_mma.cu)
+  bool decode_mma = false;   // decodes on the tensor-core kernel (paged_attention_mma.cu)
+  bool prefill_mma = false;  // prefill chunks on it
 };
 void launch_paged_attention(const PagedAttentionParams& p, void* stream);
 

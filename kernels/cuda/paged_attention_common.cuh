@@ -1,6 +1,6 @@
 #pragma once
 // Device code shared by the two paged-attention kernels (paged_attention.cu: SIMT f32, any
-// shape; paged_decode_mma.cu: bf16 tensor cores for decodes): asynchronous copies, element
+// shape; paged_attention_mma.cu: bf16 tensor cores): asynchronous copies, element
 // loads and stores, the split-K policy, the work item of one CTA, and the copy of one tile
 // of keys through the block table into shared memory. Include from .cu files only.
 
@@ -237,9 +237,11 @@ __device__ __forceinline__ const unsigned char* next_tile(IssueTile& issue_tile,
 
 }  // namespace
 
-// Decodes on bf16 tensor cores (paged_decode_mma.cu): the decode-mode grid of the SIMT
-// kernel (num_seqs, num_kv_heads x head chunks, max_splits), the same work items and
-// workspace states, so combine_kernel follows it unchanged. bf16 cache, head dim 256 or 512.
-void launch_paged_decode_mma(const PagedAttentionParams& p, dim3 grid, cudaStream_t stream);
+// Attention on bf16 tensor cores (paged_attention_mma.cu), in either mode with the SIMT
+// kernel's grid and work items: decode mode (num_seqs, num_kv_heads x head chunks,
+// max_splits), with the same workspace states, so combine_kernel follows it unchanged;
+// prefill mode (planned tiles, num_kv_heads x head chunks). bf16 cache, head dim 256 or 512.
+void launch_paged_attention_mma(const PagedAttentionParams& p, bool decode_mode, dim3 grid,
+                                cudaStream_t stream);
 
 }  // namespace sluice::kernels::cuda

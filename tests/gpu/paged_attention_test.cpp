@@ -24,6 +24,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
@@ -155,7 +156,7 @@ struct AttnCase {
   DType cache, q, out;
   std::vector<SeqSpec> seqs;
   bool strided = false;  // q inside a fused QKV row, out with padding and an odd offset
-  DecodeKernel kernel = DecodeKernel::kAuto;
+  AttentionKernel kernel = AttentionKernel::kAuto;
 };
 
 // A mixed batch on the host and on the device, plus its reference output.
@@ -280,14 +281,17 @@ class AttnBatch {
     a.max_seq_len = max_seq_len_;
     a.workspace = Tensor::make(workspace_->data(), DType::kI32,
                                {static_cast<int64_t>((workspace_bytes_ + 3) / 4)}, Device::kCuda);
-    a.decode_kernel = c_.kernel;
+    a.kernel = c_.kernel;
     return a;
   }
 
-  // Whether the decodes run on tensor cores: q is then rounded to bf16 by contract (the
+  // Whether any part runs on tensor cores: q is then rounded to bf16 by contract (the
   // reference reads it rounded), and P is rounded to bf16 before PV (a second rounding in
   // every output, so the bounds are twice bf16's).
-  bool uses_mma() const { return paged_attention_uses_mma(device_args()); }
+  bool uses_mma() const {
+    const MmaParts parts = paged_attention_mma_parts(device_args());
+    return parts.decodes || parts.prefills;
+  }
   Tolerance tolerance() const {
     return uses_mma() ? Tolerance{1e-2, 1.0 / 64, 2e-3} : tolerance_of(c_.out);
   }
@@ -390,7 +394,8 @@ std::string case_name(const AttnCase& c) {
          std::to_string(c.window) + ", softcap " + std::to_string(static_cast<int>(c.softcap)) +
          ", cache " + dtype_name(c.cache) + ", q " + dtype_name(c.q) + ", out " +
          dtype_name(c.out) + (c.strided ? ", strided" : "") +
-         (c.kernel == DecodeKernel::kSimt ? ", simt" : (c.kernel == DecodeKernel::kMma ? ", mma" : ""));
+         (c.kernel == AttentionKernel::kSimt ? ", simt"
+                                             : (c.kernel == AttentionKernel::kMma ? ", mma" : ""));
 }
 
 // A mixed step: a fresh prompt chunk, a chunk after cached context, a multi-token chunk
@@ -460,13 +465,13 @@ TEST(PagedAttentionGpu, GemmaShapesAndOddGroups) {
   for (const AttnCase& c : cases) run_attention_case(c, rng);
 }
 
-// The tensor-core decode kernel, forced, over what it must handle: head dims 256 and 512;
-// groups 1 and 2 (mostly padding rows), 8, 16 and 24 (chunks of 16 and 8); windows with
-// released blocks; soft-cap; block sizes 8/16/32; f32 and bf16 q (rounded to bf16 by
-// contract) and out; strided views; decodes from 1 to 5000 keys (one tile to 64 splits)
-// beside prefill chunks, which stay on the SIMT kernel. The same batches through the SIMT
-// kernel are checked too, so a failure names the kernel.
-TEST(PagedAttentionGpu, TensorCoreDecodesMatchReference) {
+// The tensor-core kernel, forced, over what it must handle: head dims 256 and 512; groups 1
+// and 2 (decode rows mostly padding; prefill rows 16 or 8 tokens), 8, 16 and 24 (chunks of 16
+// and 8); windows with released blocks; soft-cap; block sizes 8/16/32; f32 and bf16 q
+// (rounded to bf16 by contract) and out; strided views; decodes from 1 to 5000 keys (one tile
+// to 64 splits); prefill chunks fresh and after cached context, beside decodes and alone.
+// The same batches through the SIMT kernel are checked too, so a failure names the kernel.
+TEST(PagedAttentionGpu, TensorCoreKernelMatchesReference) {
   SLUICE_SKIP_WITHOUT_GPU();
   std::mt19937 rng(8104);
   std::vector<SeqSpec> decodes;
@@ -489,11 +494,12 @@ TEST(PagedAttentionGpu, TensorCoreDecodesMatchReference) {
       {256, 8, 4, 16, 0, 50.0f, DType::kF32, DType::kF32, true},        // group 2
   };
   for (const Shape& s : shapes) {
-    const std::vector<SeqSpec>* batches[] = {&decodes, &kMixedBatch};
+    const std::vector<SeqSpec> prefills = {{0, 300}, {517, 64}, {1030, 3}};
+    const std::vector<SeqSpec>* batches[] = {&decodes, &kMixedBatch, &prefills};
     for (const std::vector<SeqSpec>* seqs : batches) {
-      for (DecodeKernel kernel : {DecodeKernel::kMma, DecodeKernel::kSimt}) {
-        AttnCase c{"", s.d, s.nq, s.nkv, s.bs, s.window, s.softcap, DType::kBF16, s.q, s.out,
-                   *seqs, s.strided, kernel};
+      for (AttentionKernel kernel : {AttentionKernel::kMma, AttentionKernel::kSimt}) {
+        AttnCase c{"",           s.d, s.nq,  s.nkv, s.bs,      s.window, s.softcap,
+                   DType::kBF16, s.q, s.out, *seqs, s.strided, kernel};
         c.name = case_name(c);
         run_attention_case(c, rng);
       }
@@ -561,45 +567,48 @@ TEST(PagedAttentionCheck, AcceptsValidArguments) {
   }
 }
 
-TEST(PagedAttentionCheck, TensorCoreDecodeSelection) {
+TEST(PagedAttentionCheck, TensorCoreSelection) {
+  auto parts = [](const CudaPagedAttentionArgs& a) {
+    const MmaParts p = paged_attention_mma_parts(a);
+    return std::pair{p.decodes, p.prefills};
+  };
   // good_attention(): bf16 cache, q and out, d 512, 16 query heads over 2 KV heads.
   CudaPagedAttentionArgs a = good_attention();
-  EXPECT_TRUE(paged_attention_uses_mma(a));
-  a.decode_kernel = DecodeKernel::kSimt;
-  EXPECT_FALSE(paged_attention_uses_mma(a));
+  EXPECT_EQ(parts(a), std::pair(true, true));
+  a.kernel = AttentionKernel::kSimt;
+  EXPECT_EQ(parts(a), std::pair(false, false));
 
   a = good_attention();
   a.base.q.dtype = DType::kF32;  // auto keeps f32 queries exact; forced, they are rounded
-  EXPECT_FALSE(paged_attention_uses_mma(a));
-  a.decode_kernel = DecodeKernel::kMma;
-  EXPECT_TRUE(paged_attention_uses_mma(a));
+  EXPECT_EQ(parts(a), std::pair(false, false));
+  a.kernel = AttentionKernel::kMma;
+  EXPECT_EQ(parts(a), std::pair(true, true));
   EXPECT_TRUE(check_paged_attention(a).is_ok()) << check_paged_attention(a).message();
 
   a = good_attention();
   a.base.out.dtype = DType::kF32;
-  EXPECT_FALSE(paged_attention_uses_mma(a));
+  EXPECT_EQ(parts(a), std::pair(false, false));
 
-  a = good_attention();  // a group of 4: the SIMT kernel
+  a = good_attention();  // a group of 4: decodes on SIMT, prefill chunks on tensor cores
   a.base.q = fake(0x10000000, DType::kBF16, {5, 8, 512});
   a.base.out = fake(0x20000000, DType::kBF16, {5, 8, 512});
-  EXPECT_FALSE(paged_attention_uses_mma(a));
+  EXPECT_EQ(parts(a), std::pair(false, true));
 
   a = good_attention();
   a.base.q = fake(0x10000000, DType::kBF16, {5, 16, 128});
   a.base.out = fake(0x20000000, DType::kBF16, {5, 16, 128});
   a.base.k_cache = fake(0x30000000, DType::kBF16, {1024, 2, 128});
   a.base.v_cache = fake(0x40000000, DType::kBF16, {1024, 2, 128});
-  EXPECT_FALSE(paged_attention_uses_mma(a));
-  a.decode_kernel = DecodeKernel::kMma;
-  expect_invalid(check_paged_attention(a),
-                 {"decode_kernel is kMma with a bf16 cache and head_dim 128",
-                  "bf16 cache and head_dim 256 or 512"});
+  EXPECT_EQ(parts(a), std::pair(false, false));
+  a.kernel = AttentionKernel::kMma;
+  expect_invalid(check_paged_attention(a), {"kernel is kMma with a bf16 cache and head_dim 128",
+                                            "bf16 cache and head_dim 256 or 512"});
 
   a = good_attention();
   a.base.k_cache.dtype = a.base.v_cache.dtype = DType::kF32;
-  EXPECT_FALSE(paged_attention_uses_mma(a));
-  a.decode_kernel = DecodeKernel::kMma;
-  expect_invalid(check_paged_attention(a), {"decode_kernel is kMma with a f32 cache"});
+  EXPECT_EQ(parts(a), std::pair(false, false));
+  a.kernel = AttentionKernel::kMma;
+  expect_invalid(check_paged_attention(a), {"kernel is kMma with a f32 cache"});
 }
 
 TEST(PagedAttentionCheck, WorkspaceSizing) {

@@ -1,14 +1,15 @@
-"""Host emulation of the tensor-core decode kernel's data movement (kernels/cuda/
-paged_decode_mma.cu), for checking its fragment index arithmetic without a GPU.
+"""Host emulation of the tensor-core attention kernel's data movement (kernels/cuda/
+paged_attention_mma.cu), for checking its fragment index arithmetic without a GPU.
 
-One CTA of paged_decode_mma_kernel (one split, contiguous keys) is replayed lane by lane:
+One CTA of paged_attention_mma_kernel (one split, contiguous keys; one decode token or
+several causal prefill tokens per tile) is replayed lane by lane:
 shared-memory layouts with their padding, q fragments, K fragments by 32-bit loads, the
 mma.m16n8k16 register layouts of the PTX ISA, the partial-S exchange, the softmax with P
 rounded to bf16, ldmatrix.x4.trans for V, the rescaled accumulators and the epilogue. The
 result is compared with plain attention on the same values. Needs numpy (.venv); a run
 takes a few seconds. Keep it in step with the kernel when its maps change.
 
-Usage: .venv/bin/python tools/emulate_decode_mma.py
+Usage: .venv/bin/python tools/emulate_attention_mma.py
 """
 import numpy as np
 rng = np.random.default_rng(1)
@@ -20,7 +21,12 @@ def bf16(x):
     return r.astype(np.uint16)
 def f32(b): return (np.asarray(b, dtype=np.uint32) << 16).view(np.float32)
 
-def run(D, rows, keys, scale, softcap, window_pos=None):
+def run(D, rows, keys, scale, softcap, heads=None):
+    """rows = tokens x heads (heads=None: one token); token i of the tile sits at position
+    keys - tokens + i, so it sees keys [0, that position] (causal prefill rows)."""
+    heads = heads or rows
+    tokens = rows // heads
+    row_pos = [keys - tokens + r // heads for r in range(rows)] + [-1] * (16 - rows)
     kKt = 16384 // (D*2); kRowBytes = D*2+16; KeyBlocks = kKt//8; DSplits = 8//KeyBlocks
     QkSteps = D//16//DSplits; PvCols = D//8; PvBlocks = PvCols//8; PvSteps = kKt//16
     QRow = D+8; PRow = kKt+8
@@ -78,7 +84,6 @@ def run(D, rows, keys, scale, softcap, window_pos=None):
             lo = g*QRow + (ds*QkSteps+i)*16 + 2*q4; hi = lo + 8*QRow
             frs.append([lds32(q_s,lo), lds32(q_s,hi), lds32(q_s,lo+8), lds32(q_s,hi+8)])
         qa[tid] = frs
-    pos = keys - 1
     for t in range(ntiles):
         t0 = t*kKt
         kt = np.zeros((kKt*kRowBytes//2,), np.uint16); vt = np.zeros_like(kt)
@@ -113,7 +118,7 @@ def run(D, rows, keys, scale, softcap, window_pos=None):
                     v = sum(s_s[(k*16+r)*kKt+lane] for k in range(DSplits)) * scale
                     if softcap > 0: v = softcap*np.tanh(v/softcap)
                     kp = t0+lane
-                    if r < rows and kp < keys and kp <= pos: x = v
+                    if kp < keys and kp <= row_pos[r]: x = v
                 xs.append(x)
             m_old = row_m[r]; m_new = max(m_old, max(xs))
             ssum = 0.0
@@ -161,6 +166,7 @@ def run(D, rows, keys, scale, softcap, window_pos=None):
     # reference
     S = (q @ K.T) * scale
     if softcap > 0: S = softcap*np.tanh(S/softcap)
+    S = np.where(np.arange(keys)[None, :] <= np.array(row_pos[:rows])[:, None], S, -np.inf)
     P = np.exp(S - S.max(1, keepdims=True)); P /= P.sum(1, keepdims=True)
     ref = P @ V
     err = np.linalg.norm(out-ref)/np.linalg.norm(ref)
@@ -172,6 +178,8 @@ errors = [
     run(256, 8, 70, 2 / np.sqrt(256) * 4, 0),
     run(256, 16, 33, 1.0, 50.0),  # 16 rows, soft-cap
     run(512, 5, 16, 0.2, 0),  # one full tile, padding rows
+    run(256, 16, 70, 2 / np.sqrt(256) * 4, 0, heads=2),  # prefill: 8 tokens x 2 heads, causal
+    run(512, 16, 40, 2 / np.sqrt(512) * 4, 30.0, heads=8),  # prefill: 2 tokens x 8 heads
 ]
 # q is f32 here and rounded to bf16 by the kernel: about 2e-3 from plain attention. An index
 # error gives order-1 errors.

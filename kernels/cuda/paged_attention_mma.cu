@@ -1,6 +1,7 @@
-// Decode attention on bf16 tensor cores (contract: PagedAttentionArgs with DecodeKernel::kMma
-// in kernels/cuda/paged_attention.h). The work items, the split-K policy, the workspace
-// states and the combine step are those of the SIMT kernel (paged_attention.cu); only the
+// Paged attention on bf16 tensor cores (contract: PagedAttentionArgs with
+// AttentionKernel::kMma in kernels/cuda/paged_attention.h), for decodes and prefill chunks.
+// The work items, the split-K policy of decodes, the prefill tile plan, the workspace states
+// and the combine step are those of the SIMT kernel (paged_attention.cu); only the
 // arithmetic of one CTA differs.
 //
 // Why: a decode of a GQA group of G query heads does 4 G d flops per key and reads 4 d bytes
@@ -8,10 +9,14 @@
 // f32 arithmetic cannot keep up with the memory system (measured on an H200: 28% of the copy
 // bandwidth at batch 256, context 8192). With mma.sync the same work is a few dozen
 // instructions per warp per tile, and the kernel is left to stream K and V.
+// Prefill does 4 G d flops per (query, key) pair with nothing to stream but L2-resident K/V:
+// the SIMT kernel ran it at 9.5 TFLOP/s (H200), a small fraction of the tensor-core rate.
 //
-// One CTA (8 warps) owns one (sequence, KV head, head chunk, split) like the SIMT kernel:
-// its rows are the up to 16 query heads of the chunk (one token), padded to the 16 rows of
-// an m16n8k16 tile with zero queries that see no key. Keys move in tiles of kKt keys (16 KiB
+// One CTA (8 warps) owns a work item like the SIMT kernel: decode mode, one (sequence, KV
+// head, head chunk, split), its rows the up to 16 query heads of the chunk (one token);
+// prefill mode, one tile of consecutive tokens of a sequence, its rows (token, head) pairs of
+// the chunk, 16 at most. Rows are padded to the 16 rows of an m16n8k16 tile with zero
+// queries at position -1, which see no key. Keys move in tiles of kKt keys (16 KiB
 // of K and 16 KiB of V; rows padded by 16 bytes so fragment loads hit distinct banks),
 // double-buffered through cp.async like the SIMT kernel, and per tile:
 //   QK:      S = Q K^T     warp (key block of 8 keys, slice of d): kQkSteps mma, q fragments
@@ -22,7 +27,7 @@
 //            sum taken over the rounded values so numerator and denominator agree
 //   PV:      O = O alpha + P V   warp (columns [w D / 8, (w + 1) D / 8)): accumulators in
 //                          registers (the mma C layout), V fragments by ldmatrix.trans
-// Fragment layouts: kernels/cuda/mma.cuh. tools/emulate_decode_mma.py replays this kernel's
+// Fragment layouts: kernels/cuda/mma.cuh. tools/emulate_attention_mma.py replays this kernel's
 // index arithmetic on the host.
 
 #include <cuda_runtime.h>
@@ -72,12 +77,13 @@ __device__ __forceinline__ uint32_t lds32(const uint16_t* p) {
 
 template <int D>
 __global__ void __launch_bounds__(kMmaThreads, 2)
-    paged_decode_mma_kernel(const __grid_constant__ PagedAttentionParams p) {
+    paged_attention_mma_kernel(const __grid_constant__ PagedAttentionParams p, bool decode_mode) {
   using C = MmaCfg<D>;
   constexpr int kKt = C::kKt;
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ WorkItem item;
   __shared__ int32_t table_s[kTableCache];
+  __shared__ int row_pos[kMmaRows];
   __shared__ float row_m[kMmaRows], row_l[kMmaRows], row_alpha[kMmaRows];
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem + C::kQOffset);  // [16][kQRow] bf16
   float* s_s = reinterpret_cast<float*>(smem + C::kSOffset);        // [kDSplits][16][kKt]
@@ -86,12 +92,13 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, q4 = lane % 4;  // fragment coordinates
   int kv_head = 0;
-  const WorkItem w = cta_work(p, true, item, kv_head);
+  const WorkItem w = cta_work(p, decode_mode, item, kv_head);
   if (!w.valid) return;
-  const int num_rows = w.num_heads;  // one token: row r is query head head0 + r
-  const int pos = p.q_positions[w.tok0];
+  // Row r is (token tok0 + r / num_heads, query head head0 + r % num_heads).
+  const int num_rows = w.num_tokens * w.num_heads;
 
   if (tid < kMmaRows) {
+    row_pos[tid] = tid < num_rows ? p.q_positions[w.tok0 + tid / w.num_heads] : -1;
     row_m[tid] = neg_inf();
     row_l[tid] = 0.0f;
   }
@@ -100,8 +107,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
     const int r = i / (D / 2), e = 2 * (i % (D / 2));
     uint32_t bits = 0;
     if (r < num_rows) {
-      const int64_t at = static_cast<int64_t>(w.tok0) * p.q_token_stride +
-                         static_cast<int64_t>(w.head0 + r) * p.q_head_stride + e;
+      const int64_t at = static_cast<int64_t>(w.tok0 + r / w.num_heads) * p.q_token_stride +
+                         static_cast<int64_t>(w.head0 + r % w.num_heads) * p.q_head_stride + e;
       bits = f32_to_bf16_bits(load_elem(p.q, p.q_type, at)) |
              (f32_to_bf16_bits(load_elem(p.q, p.q_type, at + 1)) << 16);
     }
@@ -174,9 +181,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
         for (int k = 0; k < C::kDSplits; ++k) v += s_s[(k * kMmaRows + r) * kKt + lane];
         v *= p.scale;
         if (p.softcap > 0.0f) v = p.softcap * tanhf(v / p.softcap);
-        const int kp = t0 + lane;
-        const bool visible =
-            r < num_rows && kp < w.hi && kp <= pos && (p.window == 0 || kp > pos - p.window);
+        const int kp = t0 + lane, pos = row_pos[r];  // -1 on padding rows: nothing visible
+        const bool visible = kp < w.hi && kp <= pos && (p.window == 0 || kp > pos - p.window);
         if (visible) x = v;
       }
       const float m_old = row_m[r];
@@ -221,7 +227,8 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   for (int half = 0; half < 2; ++half) {
     const int r = g + 8 * half;
     if (r >= num_rows) continue;
-    const int64_t head = w.head0 + r;
+    const int64_t tok = w.tok0 + r / w.num_heads;
+    const int64_t head = w.head0 + r % w.num_heads;
     const int col = warp * C::kPvCols + 2 * q4;
     if (w.partial) {
       const int64_t state =
@@ -239,8 +246,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
     } else {
       const float l = row_l[r];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      const int64_t base =
-          static_cast<int64_t>(w.tok0) * p.out_token_stride + head * p.out_head_stride + col;
+      const int64_t base = tok * p.out_token_stride + head * p.out_head_stride + col;
 #pragma unroll
       for (int nb = 0; nb < C::kPvBlocks; ++nb) {
         store_elem(p.out, p.out_type, base + nb * 8, acc[nb][2 * half] * inv);
@@ -251,23 +257,24 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
 }
 
 template <int D>
-void launch_mma(const PagedAttentionParams& p, dim3 grid, cudaStream_t stream) {
+void launch_mma(const PagedAttentionParams& p, bool decode_mode, dim3 grid, cudaStream_t stream) {
   using C = MmaCfg<D>;
-  auto kernel = paged_decode_mma_kernel<D>;
+  auto kernel = paged_attention_mma_kernel<D>;
   // NOTE: a function attribute, not a stream operation: allowed during graph capture.
   SLUICE_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
-  kernel<<<grid, kMmaThreads, C::kSmemBytes, stream>>>(p);
+  kernel<<<grid, kMmaThreads, C::kSmemBytes, stream>>>(p, decode_mode);
   SLUICE_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
 
-void launch_paged_decode_mma(const PagedAttentionParams& p, dim3 grid, cudaStream_t stream) {
+void launch_paged_attention_mma(const PagedAttentionParams& p, bool decode_mode, dim3 grid,
+                                cudaStream_t stream) {
   if (p.head_dim == 512) {
-    launch_mma<512>(p, grid, stream);
+    launch_mma<512>(p, decode_mode, grid, stream);
   } else {
-    launch_mma<256>(p, grid, stream);  // the host checks allow 256 or 512 only
+    launch_mma<256>(p, decode_mode, grid, stream);  // the host checks allow 256 or 512 only
   }
 }
 
