@@ -118,15 +118,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   int kv_head = 0;
   const WorkItem w = cta_work(p, decode_mode, item, kv_head);
   if (!w.valid) return;
-  const int num_rows = w.num_tokens * w.num_heads;
-
-  // Row r is (token tok0 + r / num_heads, head head0 + r % num_heads); rows past num_rows
-  // are padding: zero queries, position -1 (no key visible), never written.
-  if (tid < ROWS) {
-    row_pos[tid] = tid < num_rows ? p.q_positions[w.tok0 + tid / w.num_heads] : -1;
-    row_m[tid] = neg_inf();
-    row_l[tid] = 0.0f;
-  }
+  const int num_rows = init_rows(p, w, ROWS, row_pos, row_m, row_l);  // padding: zero queries
   for (int i = tid; i < ROWS * D; i += kThreads) {
     const int r = i / D, e = i % D;
     float v = 0.0f;

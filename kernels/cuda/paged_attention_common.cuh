@@ -204,6 +204,22 @@ __device__ __forceinline__ void issue_kv_tile(const PagedAttentionParams& p, Tab
   }
 }
 
+// The per-row state of a CTA's work item, set by threads 0 .. rows - 1 (a barrier must
+// follow before it is read). Row r is (token tok0 + r / num_heads, query head head0 +
+// r % num_heads); rows past num_rows are padding at position -1 (no key visible), never
+// written out. Returns num_rows.
+__device__ __forceinline__ int init_rows(const PagedAttentionParams& p, const WorkItem& w,
+                                         int rows, int* row_pos, float* row_m, float* row_l) {
+  const int num_rows = w.num_tokens * w.num_heads;
+  const int r = threadIdx.x;
+  if (r < rows) {
+    row_pos[r] = r < num_rows ? p.q_positions[w.tok0 + r / w.num_heads] : -1;
+    row_m[r] = neg_inf();
+    row_l[r] = 0.0f;
+  }
+  return num_rows;
+}
+
 // Online softmax, per row r: after a tile whose visible scores have max m_new (>= the old
 // max m_old) and whose weights exp(x - m_new) sum to `sum`, the running max and sum move to
 // the new max and alpha = exp(m_old - m_new) (0 while the row has seen nothing) rescales the

@@ -94,14 +94,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   int kv_head = 0;
   const WorkItem w = cta_work(p, decode_mode, item, kv_head);
   if (!w.valid) return;
-  // Row r is (token tok0 + r / num_heads, query head head0 + r % num_heads).
-  const int num_rows = w.num_tokens * w.num_heads;
-
-  if (tid < kMmaRows) {
-    row_pos[tid] = tid < num_rows ? p.q_positions[w.tok0 + tid / w.num_heads] : -1;
-    row_m[tid] = neg_inf();
-    row_l[tid] = 0.0f;
-  }
+  const int num_rows = init_rows(p, w, kMmaRows, row_pos, row_m, row_l);
   // q rounded once to bf16 (exact for a bf16 q); rows past num_rows are zero.
   for (int i = tid; i < kMmaRows * D / 2; i += kMmaThreads) {
     const int r = i / (D / 2), e = 2 * (i % (D / 2));
