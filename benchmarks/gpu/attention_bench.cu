@@ -12,7 +12,9 @@
 //     (how the engine runs decode). Caches smaller than 1 GiB are rotated among disjoint
 //     block sets, one step per set in the graph, so each step reads its keys from device
 //     memory, not from L2.
-//  3. Prefill: one 2048-token prompt (causal, no window) at both head dims, in TFLOP/s
+//  3. Decode split policy: batch 1 and 4 at contexts 512 and 2048, the fewest keys per split
+//     at 32, 64 and the default 128 (rows decode_split_<layer>).
+//  4. Prefill: one 2048-token prompt (causal, no window) at both head dims, in TFLOP/s
 //     (4 * heads * head_dim flops per visible (query, key) pair), for each kernel.
 // All cache and query values are uniform random (fill_uniform).
 
@@ -215,7 +217,7 @@ int main(int argc, char** argv) {
     const size_t bytes = kv_bytes(*p.layer, p.batch, p.context);
     Batch b =
         make_batch(pool, *p.layer, p.batch, p.context, 1, rotations(bytes), rng, session.stream);
-    // Both decode kernels side by side (the engine's choice: paged_attention_uses_mma).
+    // Both decode kernels side by side (the engine's choice: paged_attention_mma_parts).
     for (const kc::AttentionKernel kernel :
          {kc::AttentionKernel::kSimt, kc::AttentionKernel::kMma}) {
       b.args.kernel = kernel;
@@ -231,6 +233,27 @@ int main(int argc, char** argv) {
                    {"kv_mb", static_cast<double>(bytes) / 1e6},
                    {"gb_per_s", gb_per_s},
                    {"frac_copy", gb_per_s / copy_gb_per_s}}});
+    }
+  }
+
+  // The split policy at small batches (short contexts are latency-bound): the default
+  // (kPagedMinSplitKeys keys a part at least) against finer ones, on the engine's kernel.
+  for (const Layer* l : {&kSliding, &kGlobal}) {
+    for (int batch : {1, 4}) {
+      for (int context : {512, 2048}) {
+        const size_t bytes = kv_bytes(*l, batch, context);
+        Batch b = make_batch(pool, *l, batch, context, 1, rotations(bytes), rng, session.stream);
+        for (int split_keys : {kc::kPagedFinestSplitKeys, 64, kc::kPagedMinSplitKeys}) {
+          b.args.split_keys = split_keys;
+          const double ms = graph_step_ms(b, session.stream, reps);
+          report.add({std::string("decode_split_") + l->name,
+                      {{"batch", batch},
+                       {"context", context},
+                       {"split_keys", split_keys},
+                       {"splits", kc::paged_attention_max_splits(batch, context, split_keys)}},
+                      {{"ms", ms}, {"us", ms * 1000.0}}});
+        }
+      }
     }
   }
 

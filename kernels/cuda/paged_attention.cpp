@@ -143,7 +143,8 @@ size_t paged_attention_workspace_bytes(int num_tokens, int num_seqs, int num_q_h
                                        int max_seq_len) {
   (void)num_tokens;  // the layout depends on sequences, not tokens
   if (num_seqs <= 0) return 0;
-  const int max_splits = paged_attention_max_splits(num_seqs, max_seq_len);
+  // The finest split policy a call may choose: every choice fits.
+  const int max_splits = paged_attention_max_splits(num_seqs, max_seq_len, kPagedFinestSplitKeys);
   return workspace_layout(num_seqs, num_q_heads, head_dim, max_splits).total;
 }
 
@@ -229,6 +230,11 @@ Status check_paged_attention(const CudaPagedAttentionArgs& args) {
                                 "expected at most {}",
                                 nkv, group, nkv * head_chunks, kMaxGridYZ));
   }
+  if (args.split_keys != 0 &&
+      (args.split_keys < kPagedFinestSplitKeys || args.split_keys > (1 << 24))) {
+    return fail(op, fmt::format("split_keys is {}; expected 0 (the default policy) or {} to {}",
+                                args.split_keys, kPagedFinestSplitKeys, 1 << 24));
+  }
   if (args.kernel == AttentionKernel::kMma && !mma_shape(a)) {
     return fail(op, fmt::format("kernel is kMma with a {} cache and head_dim {}; the "
                                 "tensor-core kernel needs a bf16 cache and head_dim 256 or 512",
@@ -305,7 +311,8 @@ void paged_attention(const CudaPagedAttentionArgs& args, void* stream) {
   p.window = a.window;
   p.max_query_len = args.max_query_len;
   p.max_seq_len = args.max_seq_len;
-  p.max_splits = paged_attention_max_splits(p.num_seqs, p.max_seq_len);
+  p.split_keys = args.split_keys > 0 ? args.split_keys : kPagedMinSplitKeys;
+  p.max_splits = paged_attention_max_splits(p.num_seqs, p.max_seq_len, p.split_keys);
   p.scale = a.scale;
   p.softcap = a.softcap;
   const MmaParts mma = paged_attention_mma_parts(args);

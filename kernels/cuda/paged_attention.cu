@@ -18,7 +18,7 @@
 // Two launches share that kernel:
 //   decode mode: one CTA per (sequence with exactly one query token, KV head, split). A
 //     decode's visible keys are split (flash-decoding) into min(p.max_splits,
-//     ceil(keys / kPagedMinSplitKeys)) equal parts; each part leaves its unnormalised state (max,
+//     ceil(keys / p.split_keys)) equal parts; each part leaves its unnormalised state (max,
 //     sum, accumulator) in the workspace and combine_kernel merges the parts by log-sum-exp.
 //   prefill mode: one CTA per tile of consecutive query tokens of a sequence with two or
 //     more query tokens, no split. plan_tiles_kernel numbers the tiles on the device (a
@@ -321,7 +321,7 @@ __global__ void __launch_bounds__(kCombineThreads)
   const int pos = p.q_positions[tok];
   const KeyRange range = key_range(pos, pos, p.seq_lens[s], p.window);
   const int keys = range.hi > range.lo ? range.hi - range.lo : 0;
-  const int splits = decode_splits(keys, p.max_splits);
+  const int splits = decode_splits(keys, p.max_splits, p.split_keys);
   if (splits <= 1) return;
   const int64_t first = (static_cast<int64_t>(s) * p.num_q_heads + head) * p.max_splits;
   const float* ml = p.partial_ml + 2 * first;
@@ -491,12 +491,12 @@ __global__ void cache_write_kernel(const __grid_constant__ CacheWriteParams p) {
 
 }  // namespace
 
-int paged_attention_max_splits(int num_seqs, int max_seq_len) {
+int paged_attention_max_splits(int num_seqs, int max_seq_len, int split_keys) {
   // Aim for about kTargetUnits (sequence, split) pairs, enough CTAs to fill the chip even
-  // with few KV heads, without splitting below kPagedMinSplitKeys keys per part.
+  // with few KV heads, without splitting below split_keys keys per part.
   constexpr int kTargetUnits = 512;
-  if (num_seqs <= 0 || max_seq_len <= kPagedMinSplitKeys) return 1;
-  const int by_len = (max_seq_len + kPagedMinSplitKeys - 1) / kPagedMinSplitKeys;
+  if (num_seqs <= 0 || split_keys < 1 || max_seq_len <= split_keys) return 1;
+  const int by_len = (max_seq_len + split_keys - 1) / split_keys;
   const int by_batch = (kTargetUnits + num_seqs - 1) / num_seqs;
   int splits = by_len < by_batch ? by_len : by_batch;
   if (splits > kMaxSplitsLimit) splits = kMaxSplitsLimit;

@@ -60,6 +60,8 @@ struct CudaPagedAttentionArgs {
   Tensor workspace;       // device scratch, contiguous, any dtype, at least
                           // paged_attention_workspace_bytes(...) bytes (undefined if that is 0)
   AttentionKernel kernel = AttentionKernel::kAuto;
+  int split_keys = 0;  // fewest keys per decode split: 0 (kPagedMinSplitKeys) or at least
+                       // kPagedFinestSplitKeys (benchmarks compare the policy's choices)
 };
 
 // Which parts of a batch run on tensor cores: its decodes (sequences with one query token)
@@ -107,10 +109,12 @@ void launch_cache_write(const CacheWriteParams& p, void* stream);
 CacheWriteParams cache_write_params(const CacheWriteArgs& args);
 
 // Split-K policy for decodes (see paged_attention.cu): a decode with K visible keys is split
-// into min(paged_attention_max_splits(num_seqs, max_seq_len), ceil(K / kPagedMinSplitKeys))
-// equal parts.
+// into min(paged_attention_max_splits(num_seqs, max_seq_len, split_keys), ceil(K /
+// split_keys)) equal parts, split_keys being CudaPagedAttentionArgs::split_keys or
+// kPagedMinSplitKeys. The workspace is sized for the finest choice, kPagedFinestSplitKeys.
 inline constexpr int kPagedMinSplitKeys = 128;
-int paged_attention_max_splits(int num_seqs, int max_seq_len);
+inline constexpr int kPagedFinestSplitKeys = 32;
+int paged_attention_max_splits(int num_seqs, int max_seq_len, int split_keys = kPagedMinSplitKeys);
 
 struct PagedAttentionParams {
   const void* q = nullptr;
@@ -139,7 +143,8 @@ struct PagedAttentionParams {
   int32_t window = 0;
   int32_t max_query_len = 0;
   int32_t max_seq_len = 0;
-  int32_t max_splits = 1;  // paged_attention_max_splits(num_seqs, max_seq_len)
+  int32_t max_splits = 1;  // paged_attention_max_splits(num_seqs, max_seq_len, split_keys)
+  int32_t split_keys = kPagedMinSplitKeys;
   float scale = 1.0f;
   float softcap = 0.0f;
   bool decode_mma = false;   // decodes on the tensor-core kernel (paged_attention_mma.cu)

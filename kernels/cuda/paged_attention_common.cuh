@@ -43,9 +43,9 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // The number of parts a decode with `keys` visible keys is split into. The attention and
 // combine kernels both call it on the same values, so they agree without a handshake.
-__device__ __forceinline__ int decode_splits(int keys, int max_splits) {
-  if (max_splits <= 1 || keys <= kPagedMinSplitKeys) return 1;
-  const int wanted = (keys + kPagedMinSplitKeys - 1) / kPagedMinSplitKeys;
+__device__ __forceinline__ int decode_splits(int keys, int max_splits, int split_keys) {
+  if (max_splits <= 1 || keys <= split_keys) return 1;
+  const int wanted = (keys + split_keys - 1) / split_keys;
   return wanted < max_splits ? wanted : max_splits;
 }
 
@@ -114,7 +114,7 @@ __device__ WorkItem find_work(const PagedAttentionParams& p, bool decode_mode, i
   w.lo = range.lo;
   w.hi = range.lo + keys;
   if (decode_mode) {
-    const int splits = decode_splits(keys, p.max_splits);
+    const int splits = decode_splits(keys, p.max_splits, p.split_keys);
     if (static_cast<int>(blockIdx.z) >= splits) return w;
     w.split = blockIdx.z;
     w.partial = splits > 1;

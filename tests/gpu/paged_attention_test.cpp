@@ -157,6 +157,7 @@ struct AttnCase {
   std::vector<SeqSpec> seqs;
   bool strided = false;  // q inside a fused QKV row, out with padding and an odd offset
   AttentionKernel kernel = AttentionKernel::kAuto;
+  int split_keys = 0;
 };
 
 // A mixed batch on the host and on the device, plus its reference output.
@@ -282,6 +283,7 @@ class AttnBatch {
     a.workspace = Tensor::make(workspace_->data(), DType::kI32,
                                {static_cast<int64_t>((workspace_bytes_ + 3) / 4)}, Device::kCuda);
     a.kernel = c_.kernel;
+    a.split_keys = c_.split_keys;
     return a;
   }
 
@@ -507,6 +509,21 @@ TEST(PagedAttentionGpu, TensorCoreKernelMatchesReference) {
   }
 }
 
+// The finest decode split (32 keys a part, up to 64 parts; a benchmark's choice), both
+// kernels, decodes of 1 to 5000 keys beside a prefill chunk.
+TEST(PagedAttentionGpu, FineSplitsMatchReference) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(8105);
+  std::vector<SeqSpec> seqs = {{0, 1}, {31, 1}, {32, 1}, {33, 1}, {511, 1}, {4999, 1}, {70, 9}};
+  for (AttentionKernel kernel : {AttentionKernel::kSimt, AttentionKernel::kMma}) {
+    AttnCase c{
+        "",           512,          16,           2,    16,    0,      0.0f,
+        DType::kBF16, DType::kBF16, DType::kBF16, seqs, false, kernel, kPagedFinestSplitKeys};
+    c.name = case_name(c) + ", split_keys 32";
+    run_attention_case(c, rng);
+  }
+}
+
 // The launch sequence under stream capture: no allocation, sync or host read may happen
 // inside. The graph, replayed after new queries are uploaded, must track them.
 TEST(PagedAttentionGpu, CapturesIntoAGraph) {
@@ -612,9 +629,10 @@ TEST(PagedAttentionCheck, TensorCoreSelection) {
 }
 
 TEST(PagedAttentionCheck, WorkspaceSizing) {
-  // Every batch needs the tile list; split-K partials only when decodes may split.
+  // Every batch needs the tile list; split-K partials only when decodes may split under
+  // the finest policy (more than kPagedFinestSplitKeys keys).
   EXPECT_EQ(paged_attention_workspace_bytes(0, 0, 16, 512, 0), 0u);
-  const size_t short_ctx = paged_attention_workspace_bytes(8, 8, 16, 512, 100);
+  const size_t short_ctx = paged_attention_workspace_bytes(8, 8, 16, 512, kPagedFinestSplitKeys);
   EXPECT_GT(short_ctx, 0u);
   EXPECT_LT(short_ctx, 1024u);
   EXPECT_GT(paged_attention_workspace_bytes(8, 8, 16, 512, 8192), 8u * 16 * 512 * 4);
@@ -622,6 +640,10 @@ TEST(PagedAttentionCheck, WorkspaceSizing) {
   EXPECT_GT(paged_attention_max_splits(1, 8192), 1);
   EXPECT_LE(paged_attention_max_splits(1, 1 << 20), 64);
   EXPECT_EQ(paged_attention_max_splits(4096, 8192), 1);
+  // Finer splits for one short sequence; the workspace fits the finest policy.
+  EXPECT_EQ(paged_attention_max_splits(1, 512), 4);
+  EXPECT_EQ(paged_attention_max_splits(1, 512, kPagedFinestSplitKeys), 16);
+  EXPECT_GE(paged_attention_workspace_bytes(1, 1, 16, 512, 512), 16u * 16 * 514 * 4);
 }
 
 TEST(PagedAttentionCheck, NamesTheBadArgument) {
@@ -694,6 +716,10 @@ TEST(PagedAttentionCheck, NamesTheBadArgument) {
   a = good_attention();
   a.max_seq_len = 64 * 16 + 1;
   expect_invalid(check_paged_attention(a), {"max_seq_len is 1025"});
+
+  a = good_attention();
+  a.split_keys = 16;
+  expect_invalid(check_paged_attention(a), {"split_keys is 16", "0 (the default policy) or 32"});
 
   a = good_attention();
   a.base.window = -1;
