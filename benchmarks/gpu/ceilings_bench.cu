@@ -5,8 +5,9 @@
 //     ceiling.
 //  2. Arithmetic: a bf16 8192 x 8192 x 8192 matmul through our cuBLASLt path (f32
 //     accumulation, bf16 output) on random data: the matrix-rate ceiling.
-//  3. Decode: our matmul() at M = 1, 16, 64, 256 rows against the weight shapes of Gemma 4
-//     26B-A4B and 31B (fused gate/up, down, vocabulary head). Each is timed as a replayed
+//  3. Decode: our matmul() at M = 1, 4, 8, 16, 64, 256 rows (gemv = 1: the decode-shaped
+//     kernel of gemv.cu ran, else cuBLASLt) against the weight shapes of Gemma 4
+//     26B-A4B and 31B (QKV, O, fused gate/up, down, vocabulary head). Each is timed as a replayed
 //     CUDA graph (how the engine runs decode) and launched one by one from the host; the
 //     report gives ms per matmul, weight GB/s and its fraction of the copy ceiling, TFLOP/s
 //     and its fraction of the matmul ceiling.
@@ -103,11 +104,16 @@ struct WeightCase {
 // Gemma 4 26B-A4B (hidden 2816, feed-forward 2112) and 31B (hidden 5376, feed-forward
 // 21504); gate and up projections fused into one weight; logits in f32.
 constexpr WeightCase kWeightCases[] = {
-    {"26b_gate_up", 2 * 2112, 2816, DType::kBF16},  {"26b_down", 2816, 2112, DType::kBF16},
-    {"31b_gate_up", 2 * 21504, 5376, DType::kBF16}, {"31b_down", 5376, 21504, DType::kBF16},
-    {"26b_lm_head", 262144, 2816, DType::kF32},     {"31b_lm_head", 262144, 5376, DType::kF32},
+    {"26b_qkv_sliding", (16 + 2 * 8) * 256, 2816, DType::kBF16},
+    {"26b_o_global", 2816, 16 * 512, DType::kF32},
+    {"26b_gate_up", 2 * 2112, 2816, DType::kBF16},
+    {"26b_down", 2816, 2112, DType::kBF16},
+    {"31b_gate_up", 2 * 21504, 5376, DType::kBF16},
+    {"31b_down", 5376, 21504, DType::kBF16},
+    {"26b_lm_head", 262144, 2816, DType::kF32},
+    {"31b_lm_head", 262144, 5376, DType::kF32},
 };
-constexpr int64_t kDecodeRows[] = {1, 16, 64, 256};
+constexpr int64_t kDecodeRows[] = {1, 4, 8, 16, 64, 256};
 constexpr int64_t kMaxRows = 256;
 
 void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
@@ -150,7 +156,11 @@ void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
       report.add({std::string("decode/") + wc.name + "/" + kernels::dtype_name(wc.out_type),
                   {{"M", static_cast<double>(M)},
                    {"N", static_cast<double>(wc.n)},
-                   {"K", static_cast<double>(wc.k)}},
+                   {"K", static_cast<double>(wc.k)},
+                   {"gemv", kc::matmul_uses_gemv({out_all.slice_rows(0, M), a_all.slice_rows(0, M),
+                                                  weights[0].view(DType::kBF16, {wc.n, wc.k})})
+                                ? 1.0
+                                : 0.0}},
                   {{"ms", ms},
                    {"eager_ms", eager_ms},
                    {"w_gb_per_s", w_gb_per_s},

@@ -30,6 +30,7 @@
 #include "common/check.h"
 #include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemv.h"
 
 namespace sluice::kernels::cuda {
 
@@ -187,10 +188,11 @@ AlgoChoice choose_algo(DeviceBlas& ctx, const AlgoKey& key, cublasLtMatmulDesc_t
                                      pref, kHeuristicCandidates, results.data(), &num_results);
   const auto problem = [&] {
     return fmt::format(
-        "out [{}, {}] {} (row stride {}) = a [{}, {}] bf16 (row stride {}) . "
-        "w [{}, {}]^T bf16, alignments w {} a {} out {} bytes",
-        key.n, key.m, key.out_type == CUDA_R_16BF ? "bf16" : "f32", key.ldc, key.n, key.k, key.lda,
-        key.m, key.k, key.align_w, key.align_a, key.align_out);
+        "out [{}, {}] {} (row stride {}) = a [{}, {}] {} (row stride {}) . "
+        "w [{}, {}]^T {}, alignments w {} a {} out {} bytes",
+        key.n, key.m, key.out_type == CUDA_R_16BF ? "bf16" : "f32", key.ldc, key.n, key.k,
+        key.in_type == CUDA_R_16BF ? "bf16" : "f32", key.lda, key.m, key.k,
+        key.in_type == CUDA_R_16BF ? "bf16" : "f32", key.align_w, key.align_a, key.align_out);
   };
   SLUICE_CHECK(status == CUBLAS_STATUS_SUCCESS || status == CUBLAS_STATUS_NOT_SUPPORTED,
                "matmul: cublasLtMatmulAlgoGetHeuristic failed with {} ({}) for {}",
@@ -276,9 +278,37 @@ Status check_acc(std::string_view op, const MatmulAccArgs& args) {
 // 0 included), so use the row length, which cuBLASLt requires as a minimum.
 int64_t leading_dim(const Tensor& t) { return t.shape[0] > 1 ? t.strides[0] : t.shape[1]; }
 
+// Decode shapes (matmul_uses_gemv): 1 to kGemvMaxRows bf16 rows, K a multiple of 8 and at
+// least kGemvMinK, a weight of at most kGemvMaxWeight elements (larger ones stream at full
+// speed through cuBLASLt), 16-byte aligned rows of a and w.
+constexpr int64_t kGemvMinK = 256;
+constexpr int64_t kGemvMaxWeight = int64_t{1} << 26;
+
+bool gemv_applies(const Tensor& a, const Tensor& w) {
+  const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
+  return a.dtype == DType::kBF16 && w.dtype == DType::kBF16 && M >= 1 && M <= kGemvMaxRows &&
+         K >= kGemvMinK && K % 8 == 0 && N * K <= kGemvMaxWeight && aligned16(w.data) &&
+         aligned16(a.data) && (M == 1 || (a.strides[0] * 2) % 16 == 0);
+}
+
 void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta, void* stream) {
   const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
   if (M == 0 || N == 0) return;
+  if (gemv_applies(a, w)) {
+    GemvParams p;
+    p.a = a.data;
+    p.w = w.data;
+    p.out = out.data;
+    p.lda = M > 1 ? a.strides[0] : K;
+    p.ldc = M > 1 ? out.strides[0] : N;
+    p.N = N;
+    p.M = static_cast<int32_t>(M);
+    p.K = static_cast<int32_t>(K);
+    p.out_type = elem_type(out.dtype);
+    p.accumulate = beta != 0.0f;
+    launch_gemv(p, stream);
+    return;
+  }
   const auto s = static_cast<cudaStream_t>(stream);
   const int64_t lda = leading_dim(a);
   const int64_t ldc = leading_dim(out);
@@ -346,6 +376,10 @@ size_t blas_cached_algo_count() {
   if (ctx == nullptr) return 0;
   std::lock_guard<std::mutex> lock(ctx->algos_mutex);
   return ctx->algos.size();
+}
+
+bool matmul_uses_gemv(const MatmulArgs& args) {
+  return check_matmul(args).is_ok() && gemv_applies(args.a, args.w);
 }
 
 Status check_matmul(const MatmulArgs& args) {

@@ -1,7 +1,8 @@
 #pragma once
 // The CUDA matmul: out = a · w^T (kernels/ops.h MatmulArgs, Hugging Face Linear layout)
 // through cuBLASLt, bf16 operands (or f32 ones), f32 accumulation, f32 or bf16 output
-// rounded once.
+// rounded once; decode shapes (a few rows, a weight that cuBLASLt streams slowly) through
+// our own kernel (matmul_uses_gemv).
 //
 // Each device gets one process-wide cuBLASLt context: a handle and a 32 MiB workspace,
 // created by init_blas() or lazily by the first matmul on that device, plus a cache that
@@ -60,6 +61,12 @@ struct MatmulAccArgs {
 };
 Status check_matmul_acc(const MatmulAccArgs& args);
 void matmul_acc(const MatmulAccArgs& args, void* stream);
+
+// Whether matmul() / matmul_acc() with these (valid) arguments runs the decode-shaped kernel
+// (kernels/cuda/gemv.cu) instead of cuBLASLt: 1 to 8 rows of bf16 a, a bf16 weight of at
+// most 2^26 elements with K a multiple of 8 and at least 256, 16-byte aligned rows of a and
+// w. Same contract and rounding (f32 sums in another order). For tests and benchmarks.
+bool matmul_uses_gemv(const MatmulArgs& args);
 
 // Entries in the calling thread's current device's algorithm cache (0 before its first
 // matmul). For tests and diagnostics.

@@ -97,6 +97,42 @@ TEST(MatmulGpu, MatchesReferenceOverShapes) {
   }
 }
 
+// Decode shapes through the GEMV kernel (matmul_uses_gemv): 1 to 8 rows against Gemma 4
+// 26B-A4B's dense weights (QKV of a sliding layer, gate/up, down), both output dtypes, with
+// and without accumulation, a padded row stride.
+TEST(MatmulGpu, DecodeShapesThroughGemv) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240707);
+  for (const WeightShape ws : {WeightShape{8192, 2816}, WeightShape{4224, 2816},
+                               WeightShape{2816, 2112}, WeightShape{1001, 264}}) {
+    TestTensor w(DType::kBF16, {ws.n, ws.k});
+    w.fill_random(rng, -1.0f, 1.0f);
+    for (int64_t M : {1, 2, 3, 5, 8}) {
+      TestTensor a(DType::kBF16, {M, ws.k}, {ws.k + 8, 1});
+      a.fill_random(rng, -1.0f, 1.0f);
+      const std::vector<double> product = cpu_matmul(a, w);
+      for (DType out_type : {DType::kF32, DType::kBF16}) {
+        for (const bool accumulate : {false, true}) {
+          SCOPED_TRACE(trace(M, ws.n, ws.k, out_type) + (accumulate ? ", beta 1" : ""));
+          TestTensor out(out_type, {M, ws.n}, {ws.n + 3, 1});
+          std::vector<double> ref = product;
+          if (accumulate) {
+            out.fill_random(rng, -4.0f, 4.0f);
+            const std::vector<float> before = view_values(out);
+            for (size_t i = 0; i < ref.size(); ++i) ref[i] += before[i];
+          }
+          ASSERT_TRUE(matmul_uses_gemv({out.view(), a.view(), w.view()}));
+          matmul_acc({out.view(), a.view(), w.view(), accumulate ? 1.0f : 0.0f}, nullptr);
+          out.download();
+          expect_matches(out, ref);
+          EXPECT_EQ(out.padding_written(), 0);
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 // f32 operands (an SGEMM; Gemma 4's router, 128 experts over hidden 2816): full f32
 // arithmetic, so the bound is f32 summation order, far below bf16's.
 TEST(MatmulGpu, F32OperandsMatchReference) {
@@ -317,6 +353,31 @@ TEST(MatmulCheck, AcceptsValidArguments) {
   EXPECT_TRUE(check_matmul(f32).is_ok()) << check_matmul(f32).message();
   EXPECT_TRUE(check_matmul_acc({good().out, good().a, good().w, 1.0f}).is_ok());
   EXPECT_TRUE(check_matmul_acc({good().out, good().a, good().w, 0.0f}).is_ok());
+}
+
+TEST(MatmulCheck, GemvTakesDecodeShapesOnly) {
+  const Tensor w = fake(kW, DType::kBF16, {2816, 2112});
+  auto args = [&](int64_t M, int64_t K, uintptr_t a_address) {
+    const Tensor wk = fake(kW, DType::kBF16, {2816, K});
+    return MatmulArgs{fake(kOut, DType::kF32, {M, 2816}), fake(a_address, DType::kBF16, {M, K}),
+                      wk};
+  };
+  EXPECT_TRUE(matmul_uses_gemv(args(1, 2112, kA)));
+  EXPECT_TRUE(matmul_uses_gemv(args(8, 2112, kA)));
+  EXPECT_FALSE(matmul_uses_gemv(args(9, 2112, kA)));      // a prefill: cuBLASLt
+  EXPECT_FALSE(matmul_uses_gemv(args(1, 2116, kA)));      // K not a multiple of 8
+  EXPECT_FALSE(matmul_uses_gemv(args(1, 128, kA)));       // K too short to stream
+  EXPECT_FALSE(matmul_uses_gemv(args(1, 2112, kA + 2)));  // misaligned a
+  MatmulArgs head{fake(kOut, DType::kF32, {1, 262144}), fake(kA, DType::kBF16, {1, 2816}),
+                  fake(kW, DType::kBF16, {262144, 2816})};
+  EXPECT_FALSE(matmul_uses_gemv(head));  // a weight cuBLASLt streams at full speed
+  MatmulArgs f32 = args(1, 2112, kA);
+  f32.a.dtype = f32.w.dtype = DType::kF32;
+  EXPECT_FALSE(matmul_uses_gemv(f32));
+  MatmulArgs bad = args(1, 2112, kA);
+  bad.w = w;
+  bad.w.shape[1] = 100;  // invalid arguments never take it
+  EXPECT_FALSE(matmul_uses_gemv(bad));
 }
 
 TEST(MatmulCheck, NamesTheBadTensor) {

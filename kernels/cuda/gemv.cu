@@ -1,0 +1,132 @@
+// Decode-shaped matmuls (a few rows of activations against a weight of up to 2^26 elements)
+// without cuBLASLt: at one to eight rows a matmul is a stream of the weight's bytes, and on
+// the H200 cuBLASLt streamed Gemma 4 26B-A4B's 12-24 MB weights at 45-56% of the copy
+// bandwidth. Contract and dispatch: matmul.cpp (gemv_applies) and kernels/cuda/gemv.h.
+//
+// A warp owns kRows consecutive output columns n (weight rows) and walks K in 16-byte chunks
+// (8 bf16), lanes interleaved so each load instruction of the warp covers 512 contiguous
+// bytes of a weight row; kUnroll chunks per row are in flight per lane. Activation chunks
+// come through the read-only cache (every warp of the grid reads the same few rows). Each
+// lane keeps f32 partial sums for every (activation row, weight row) pair; a warp shuffle
+// reduces them at the end, and lane 0 writes the outputs, each rounded once.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elem_io.cuh"
+#include "kernels/cuda/gemv.h"
+
+namespace sluice::kernels::cuda {
+namespace {
+
+constexpr int kGemvWarps = 4;
+constexpr int kGemvThreads = kGemvWarps * 32;
+constexpr int kRows = 2;    // weight rows per warp
+constexpr int kUnroll = 4;  // chunks per weight row in flight per lane
+
+// acc += the dot product of 8 bf16 weights and 8 activations (both packed in 16 bytes).
+__device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc) {
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
+  const uint32_t xx[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    acc = fmaf(__uint_as_float(ww[k] << 16), __uint_as_float(xx[k] << 16), acc);
+    acc = fmaf(__uint_as_float(ww[k] & 0xffff0000u), __uint_as_float(xx[k] & 0xffff0000u), acc);
+  }
+  return acc;
+}
+
+template <int MMAX>
+__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constant__ GemvParams p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
+  if (n0 >= p.N) return;
+  const int chunks = p.K / 8;
+  const uint4* w_rows[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t n = n0 + r < p.N ? n0 + r : p.N - 1;  // a clamped row is read, never stored
+    w_rows[r] = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.w) + n * p.K);
+  }
+  float acc[MMAX][kRows];
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[m][r] = 0.0f;
+  }
+
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+    uint4 wv[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) wv[u][r] = c < chunks ? __ldcs(w_rows[r] + c) : uint4{};
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int m = 0; m < MMAX; ++m) {
+        if (m >= p.M) break;
+        const uint4 x = __ldg(
+            reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.a) + m * p.lda) + c);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) acc[m][r] = dot8(wv[u][r], x, acc[m][r]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[m][r] = warp_sum(acc[m][r]);
+  }
+  if (lane != 0) return;
+  const int elem = p.out_type == ElemType::kBF16 ? 2 : 4;
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) {
+    if (m >= p.M) break;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (n0 + r >= p.N) break;
+      char* row = static_cast<char*>(p.out) + m * p.ldc * elem;
+      float v[1] = {acc[m][r]};
+      if (p.accumulate) {
+        float old[1];
+        load_n<1>(row, p.out_type, n0 + r, old);
+        v[0] += old[0];
+      }
+      store_n<1>(row, p.out_type, n0 + r, v);
+    }
+  }
+}
+
+template <int MMAX>
+void launch(const GemvParams& p, cudaStream_t stream) {
+  const int64_t warps = (p.N + kRows - 1) / kRows;
+  const auto blocks = static_cast<unsigned>((warps + kGemvWarps - 1) / kGemvWarps);
+  gemv_kernel<MMAX><<<blocks, kGemvThreads, 0, stream>>>(p);
+  SLUICE_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void launch_gemv(const GemvParams& p, void* stream) {
+  if (p.M == 0 || p.N == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (p.M == 1) {
+    launch<1>(p, s);
+  } else if (p.M == 2) {
+    launch<2>(p, s);
+  } else if (p.M <= 4) {
+    launch<4>(p, s);
+  } else {
+    launch<kGemvMaxRows>(p, s);
+  }
+}
+
+}  // namespace sluice::kernels::cuda
