@@ -322,13 +322,8 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 
     // Dense GeGLU MLP (2I wide on E2B's KV-shared layers: lc.intermediate_size says so).
-    const Tensor gu = dev_contig(gu_.data(), DType::kBF16, {T, 2 * I});
-    kc::matmul({gu, a, ly.wgu}, s);
-    auto* gub = static_cast<uint16_t*>(gu_.data());
     const Tensor act = dev_contig(act_.data(), DType::kBF16, {T, I});
-    kc::geglu({act, dev_view(gub, DType::kBF16, {T, I}, {2 * I, 1}),
-               dev_view(gub + I, DType::kBF16, {T, I}, {2 * I, 1})},
-              s);
+    enqueue_gate_up(a, ly.wgu, act, gu_.data());
     kc::matmul({o, act, ly.w_down}, s);
 
     // The layer's last residual add, fused with what surrounds it (residual_tail): the

@@ -133,13 +133,8 @@ void CudaGemma3Model::enqueue(const StepLayout& L) {
     kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 
-    const Tensor gu = dev_contig(gu_.data(), DType::kBF16, {T, 2 * I});
-    kc::matmul({gu, a, ly.wgu}, s);
-    auto* gub = static_cast<uint16_t*>(gu_.data());
     const Tensor act = dev_contig(act_.data(), DType::kBF16, {T, I});
-    kc::geglu({act, dev_view(gub, DType::kBF16, {T, I}, {2 * I, 1}),
-               dev_view(gub + I, DType::kBF16, {T, I}, {2 * I, 1})},
-              s);
+    enqueue_gate_up(a, ly.wgu, act, gu_.data());
     kc::matmul({o, act, ly.w_down}, s);
     if (li + 1 < c.num_layers) {
       kc::fused_add_rms_norm({x, o, ly.post_ffn_norm, a, layers_[li + 1].attn_norm, eps, one_plus},

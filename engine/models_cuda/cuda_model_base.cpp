@@ -634,4 +634,19 @@ void CudaModelBase::enqueue_attention(const StepLayout& L, const AttentionStep& 
   kc::paged_attention(pa, stream_);
 }
 
+void CudaModelBase::enqueue_gate_up(const Tensor& a, const Tensor& wgu, const Tensor& act,
+                                    void* gu_scratch) {
+  namespace kc = kernels::cuda;
+  if (kc::matmul_geglu_applies({act, a, wgu})) {
+    kc::matmul_geglu({act, a, wgu}, stream_);
+    return;
+  }
+  const int64_t T = a.shape[0], I = act.shape[1];
+  auto* gu = static_cast<uint16_t*>(gu_scratch);
+  kc::matmul({dev_contig(gu, DType::kBF16, {T, 2 * I}), a, wgu}, stream_);
+  kc::geglu({act, dev_view(gu, DType::kBF16, {T, I}, {2 * I, 1}),
+             dev_view(gu + I, DType::kBF16, {T, I}, {2 * I, 1})},
+            stream_);
+}
+
 }  // namespace sluice::models::cuda

@@ -150,6 +150,11 @@ class CudaModelBase {
   };
   void enqueue_attention(const StepLayout& layout, const AttentionStep& step,
                          const kernels::Tensor& qkv, const kernels::Tensor& attn);
+  // act [T, I] bf16 = GeGLU of a . wgu^T (wgu [2I, H]: the gate rows, then the up rows): one
+  // launch at decode shapes (matmul_geglu), else the projection into `gu_scratch` ([T, 2I]
+  // bf16) and geglu.
+  void enqueue_gate_up(const kernels::Tensor& a, const kernels::Tensor& wgu,
+                       const kernels::Tensor& act, void* gu_scratch);
   // Rows logit_rows of x [T, H] f32 -> rms_norm(final_norm) -> y . embed^T -> soft-cap (when
   // the config caps) -> logits_ [R, V] f32 and argmax_ [R] i32.
   void enqueue_head(const StepLayout& layout, const kernels::Tensor& x,

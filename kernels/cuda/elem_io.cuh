@@ -103,6 +103,17 @@ __device__ __forceinline__ void load_weight(const void* w, ElemType t, NormWeigh
   }
 }
 
+// kernels::gelu_tanh (kernels/ops.cpp) in the same form: 0.5 z (1 + tanh(u)) written as
+// z / (1 + exp(-2u)), which avoids the cancellation of 1 + tanh(u) for negative z. expf is
+// the precise one; the quotient uses the 2-ulp __fdividef, valid while the divisor is below
+// 2^126 (beyond, the true quotient is below 2^-120 |z|: signed zero, as z / inf gives).
+// Both stay within a few f32 ulps of the CPU's value (< 1e-6 relative).
+__device__ __forceinline__ float gelu_tanh_f32(float z) {
+  const float u = 0.7978845608028654f * (z + 0.044715f * z * z * z);
+  const float d = 1.0f + expf(-2.0f * u);
+  return d < 0x1p126f ? __fdividef(z, d) : 0.0f * z;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -106,17 +106,6 @@ __device__ __forceinline__ void store_group(char* row, ElemType t, int64_t col, 
   }
 }
 
-// kernels::gelu_tanh (kernels/ops.cpp) in the same form: 0.5 z (1 + tanh(u)) written as
-// z / (1 + exp(-2u)), which avoids the cancellation of 1 + tanh(u) for negative z. expf is
-// the precise one; the quotient uses the 2-ulp __fdividef, valid while the divisor is below
-// 2^126 (beyond, the true quotient is below 2^-120 |z|: signed zero, as z / inf gives).
-// Both stay within a few f32 ulps of the CPU's value (< 1e-6 relative).
-__device__ __forceinline__ float gelu_tanh_f32(float z) {
-  const float u = 0.7978845608028654f * (z + 0.044715f * z * z * z);
-  const float d = 1.0f + expf(-2.0f * u);
-  return d < 0x1p126f ? __fdividef(z, d) : 0.0f * z;
-}
-
 // One tile: cols_per_thread(kWidth) columns per thread, in groups of kWidth.
 template <ElementwiseOp kOp, int kWidth, bool kVector>
 __device__ __forceinline__ void elementwise_tile(const ElementwiseParams& p, char* out,

@@ -3,7 +3,8 @@
 // the H200 cuBLASLt streamed Gemma 4 26B-A4B's 12-24 MB weights at 45-56% of the copy
 // bandwidth. Contract and dispatch: matmul.cpp (gemv_applies) and kernels/cuda/gemv.h.
 //
-// A warp owns kRows consecutive output columns n (weight rows) and walks K in 16-byte chunks
+// A warp owns kRows weight rows (consecutive output columns; in GeGLU mode the gate and up
+// rows of one output column) and walks K in 16-byte chunks
 // (8 bf16), lanes interleaved so each load instruction of the warp covers 512 contiguous
 // bytes of a weight row; kUnroll chunks per row are in flight per lane. Activation chunks
 // come through the read-only cache (every warp of the grid reads the same few rows). Each
@@ -41,13 +42,18 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc)
 template <int MMAX>
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constant__ GemvParams p) {
   const int lane = threadIdx.x % 32;
-  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
-  if (n0 >= p.N) return;
+  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const bool geglu = p.geglu_rows > 0;
+  // Weight row r of this warp: n0 + r, or (GeGLU) n0 + r * geglu_rows.
+  const int64_t n0 = geglu ? warp : warp * kRows;
+  if (n0 >= (geglu ? p.geglu_rows : p.N)) return;
+  const int64_t row_step = geglu ? p.geglu_rows : 1;
   const int chunks = p.K / 8;
   const uint4* w_rows[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const int64_t n = n0 + r < p.N ? n0 + r : p.N - 1;  // a clamped row is read, never stored
+    int64_t n = n0 + r * row_step;
+    n = n < p.N ? n : p.N - 1;  // a clamped row is read, never stored
     w_rows[r] = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.w) + n * p.K);
   }
   float acc[MMAX][kRows];
@@ -87,6 +93,16 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constan
   }
   if (lane != 0) return;
   const int elem = p.out_type == ElemType::kBF16 ? 2 : 4;
+  if (geglu) {
+    static_assert(kRows == 2, "GeGLU mode: the gate row and the up row");
+#pragma unroll
+    for (int m = 0; m < MMAX; ++m) {
+      if (m >= p.M) break;
+      float v[1] = {gelu_tanh_f32(acc[m][0]) * acc[m][1]};
+      store_n<1>(static_cast<char*>(p.out) + m * p.ldc * elem, p.out_type, n0, v);
+    }
+    return;
+  }
 #pragma unroll
   for (int m = 0; m < MMAX; ++m) {
     if (m >= p.M) break;
@@ -107,7 +123,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constan
 
 template <int MMAX>
 void launch(const GemvParams& p, cudaStream_t stream) {
-  const int64_t warps = (p.N + kRows - 1) / kRows;
+  const int64_t warps = p.geglu_rows > 0 ? p.geglu_rows : (p.N + kRows - 1) / kRows;
   const auto blocks = static_cast<unsigned>((warps + kGemvWarps - 1) / kGemvWarps);
   gemv_kernel<MMAX><<<blocks, kGemvThreads, 0, stream>>>(p);
   SLUICE_CUDA_CHECK(cudaGetLastError());

@@ -1,7 +1,8 @@
 #pragma once
-// The decode-shaped matmul kernel behind matmul() (kernels/cuda/matmul.h): out = beta * out +
-// a . w^T for 1 to kGemvMaxRows rows of bf16 activations and a bf16 weight, f32 accumulation,
-// each output rounded once. Internal to kernels/cuda: matmul.cpp decides when it applies
+// The decode-shaped matmul kernel behind matmul() and matmul_geglu() (kernels/cuda/matmul.h):
+// out = beta * out + a . w^T, or the GeGLU of a fused gate/up projection, for 1 to
+// kGemvMaxRows rows of bf16 activations and a bf16 weight, f32 accumulation, each output
+// rounded once. Internal to kernels/cuda: matmul.cpp decides when it applies
 // (gemv_applies) and fills the block.
 
 #include <cstdint>
@@ -22,6 +23,9 @@ struct GemvParams {
   int32_t K = 0;  // a multiple of 8
   ElemType out_type = ElemType::kF32;
   bool accumulate = false;  // beta 1
+  // > 0: GeGLU mode. w holds gate rows [0, geglu_rows) then up rows [geglu_rows, 2
+  // geglu_rows) (N == 2 geglu_rows), and out [M, geglu_rows] = gelu_tanh(gate) * up.
+  int64_t geglu_rows = 0;
 };
 void launch_gemv(const GemvParams& p, void* stream);
 

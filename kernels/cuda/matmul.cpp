@@ -291,20 +291,26 @@ bool gemv_applies(const Tensor& a, const Tensor& w) {
          aligned16(a.data) && (M == 1 || (a.strides[0] * 2) % 16 == 0);
 }
 
+GemvParams gemv_params(const Tensor& out, const Tensor& a, const Tensor& w) {
+  const int64_t M = a.shape[0], K = a.shape[1];
+  GemvParams p;
+  p.a = a.data;
+  p.w = w.data;
+  p.out = out.data;
+  p.lda = M > 1 ? a.strides[0] : K;
+  p.ldc = M > 1 ? out.strides[0] : out.shape[1];
+  p.N = w.shape[0];
+  p.M = static_cast<int32_t>(M);
+  p.K = static_cast<int32_t>(K);
+  p.out_type = elem_type(out.dtype);
+  return p;
+}
+
 void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta, void* stream) {
   const int64_t M = a.shape[0], K = a.shape[1], N = w.shape[0];
   if (M == 0 || N == 0) return;
   if (gemv_applies(a, w)) {
-    GemvParams p;
-    p.a = a.data;
-    p.w = w.data;
-    p.out = out.data;
-    p.lda = M > 1 ? a.strides[0] : K;
-    p.ldc = M > 1 ? out.strides[0] : N;
-    p.N = N;
-    p.M = static_cast<int32_t>(M);
-    p.K = static_cast<int32_t>(K);
-    p.out_type = elem_type(out.dtype);
+    GemvParams p = gemv_params(out, a, w);
     p.accumulate = beta != 0.0f;
     launch_gemv(p, stream);
     return;
@@ -376,6 +382,54 @@ size_t blas_cached_algo_count() {
   if (ctx == nullptr) return 0;
   std::lock_guard<std::mutex> lock(ctx->algos_mutex);
   return ctx->algos.size();
+}
+
+Status check_matmul_geglu(const MatmulGegluArgs& args) {
+  constexpr std::string_view op = "matmul_geglu";
+  const Tensor &out = args.out, &a = args.a, &w = args.w;
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "out", out, true, "[M, I]"));
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "a", a, false, "[M, K]"));
+  SLUICE_RETURN_IF_ERROR(check_matrix(op, "w", w, false, "[2 I, K]"));
+  const int64_t M = a.shape[0], K = a.shape[1], I = w.shape[0] / 2;
+  if (w.shape[0] % 2 != 0 || w.shape[1] != K || (w.shape[0] > 1 && w.strides[0] != K)) {
+    return fail(op, fmt::format("w has shape {} (row stride {}); expected a contiguous [2 I, {}] "
+                                "weight: the gate rows, then the up rows",
+                                w.shape_string(), w.strides[0], K));
+  }
+  if (out.shape[0] != M || out.shape[1] != I) {
+    return fail(op, fmt::format("out has shape {}; expected [{}, {}] (M of a {}, half the rows "
+                                "of w {})",
+                                out.shape_string(), M, I, a.shape_string(), w.shape_string()));
+  }
+  if (M > 1 && (a.strides[0] < K || out.strides[0] < I)) {
+    return fail(op, fmt::format("a has row stride {} and out {}; expected at least {} and {}",
+                                a.strides[0], out.strides[0], K, I));
+  }
+  SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out", out, "a", a));
+  SLUICE_RETURN_IF_ERROR(check_disjoint(op, "out", out, "w", w));
+  if (!gemv_applies(a, w)) {
+    return fail(op, fmt::format("a has shape {} and w {}: not a decode shape; expected 1 to {} "
+                                "rows, K a multiple of 8 and at least {}, w of at most {} "
+                                "elements, 16-byte aligned rows of a and w (else: matmul, then "
+                                "geglu)",
+                                a.shape_string(), w.shape_string(), kGemvMaxRows, kGemvMinK,
+                                kGemvMaxWeight));
+  }
+  return Status::ok();
+}
+
+bool matmul_geglu_applies(const MatmulGegluArgs& args) {
+  // The cheap test first: a prefill step asks at every layer.
+  return args.a.ndim == 2 && args.w.ndim == 2 && gemv_applies(args.a, args.w) &&
+         check_matmul_geglu(args).is_ok();
+}
+
+void matmul_geglu(const MatmulGegluArgs& args, void* stream) {
+  check_or_die(check_matmul_geglu(args));
+  if (args.a.shape[0] == 0) return;
+  GemvParams p = gemv_params(args.out, args.a, args.w);
+  p.geglu_rows = args.w.shape[0] / 2;
+  launch_gemv(p, stream);
 }
 
 bool matmul_uses_gemv(const MatmulArgs& args) {

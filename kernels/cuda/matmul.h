@@ -68,6 +68,20 @@ void matmul_acc(const MatmulAccArgs& args, void* stream);
 // w. Same contract and rounding (f32 sums in another order). For tests and benchmarks.
 bool matmul_uses_gemv(const MatmulArgs& args);
 
+// act = gelu_tanh(a . w_gate^T) * (a . w_up^T) in one pass over a fused gate/up weight, for
+// decode shapes only (those of matmul_uses_gemv; check_matmul_geglu says why not, and then
+// matmul followed by geglu does the same in two launches):
+//   a [M, K] bf16; w [2 I, K] bf16 contiguous, the I gate rows then the I up rows;
+//   out [M, I] f32|bf16 (row stride free), overlapping neither.
+// Both projections stay in f32 (the two-launch path rounds them to its buffer's dtype);
+// each output is rounded once. GeGLU as kernels/ops.h defines it.
+struct MatmulGegluArgs {
+  Tensor out, a, w;
+};
+Status check_matmul_geglu(const MatmulGegluArgs& args);
+bool matmul_geglu_applies(const MatmulGegluArgs& args);  // check_matmul_geglu passes (cheaply)
+void matmul_geglu(const MatmulGegluArgs& args, void* stream);
+
 // Entries in the calling thread's current device's algorithm cache (0 before its first
 // matmul). For tests and diagnostics.
 size_t blas_cached_algo_count();

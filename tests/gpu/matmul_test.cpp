@@ -133,6 +133,42 @@ TEST(MatmulGpu, DecodeShapesThroughGemv) {
   }
 }
 
+// The fused gate/up GeGLU at decode shapes against the CPU's matmul and geglu in f32 (the
+// fused kernel keeps both projections in f32): Gemma 4 26B-A4B's MLP and Gemma 3 270M's.
+TEST(MatmulGpu, GegluAtDecodeShapesMatchesReference) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(20240708);
+  for (const WeightShape ws : {WeightShape{2 * 2112, 2816}, WeightShape{2 * 2048, 640}}) {
+    const int64_t I = ws.n / 2;
+    TestTensor w(DType::kBF16, {ws.n, ws.k});
+    w.fill_random(rng, -0.05f, 0.05f);
+    for (int64_t M : {1, 3, 8}) {
+      TestTensor a(DType::kBF16, {M, ws.k});
+      a.fill_random(rng, -1.0f, 1.0f);
+      const std::vector<double> gu = cpu_matmul(a, w);  // [M, 2I]
+      std::vector<float> gate(static_cast<size_t>(M * I)), up(gate.size()), act(gate.size());
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t i = 0; i < I; ++i) {
+          gate[m * I + i] = static_cast<float>(gu[m * ws.n + i]);
+          up[m * I + i] = static_cast<float>(gu[m * ws.n + I + i]);
+        }
+      }
+      cpu_ops().geglu({Tensor::make(act.data(), DType::kF32, {M, I}),
+                       Tensor::make(gate.data(), DType::kF32, {M, I}),
+                       Tensor::make(up.data(), DType::kF32, {M, I})});
+      for (DType out_type : {DType::kF32, DType::kBF16}) {
+        SCOPED_TRACE(trace(M, ws.n, ws.k, out_type) + ", geglu");
+        TestTensor out(out_type, {M, I});
+        ASSERT_TRUE(matmul_geglu_applies({out.view(), a.view(), w.view()}));
+        matmul_geglu({out.view(), a.view(), w.view()}, nullptr);
+        out.download();
+        expect_matches(out, {act.begin(), act.end()});
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 // f32 operands (an SGEMM; Gemma 4's router, 128 experts over hidden 2816): full f32
 // arithmetic, so the bound is f32 summation order, far below bf16's.
 TEST(MatmulGpu, F32OperandsMatchReference) {
@@ -378,6 +414,24 @@ TEST(MatmulCheck, GemvTakesDecodeShapesOnly) {
   bad.w = w;
   bad.w.shape[1] = 100;  // invalid arguments never take it
   EXPECT_FALSE(matmul_uses_gemv(bad));
+}
+
+TEST(MatmulCheck, GegluNamesTheBadArgument) {
+  MatmulGegluArgs a{fake(kOut, DType::kBF16, {1, 2112}), fake(kA, DType::kBF16, {1, 2816}),
+                    fake(kW, DType::kBF16, {4224, 2816})};
+  EXPECT_TRUE(check_matmul_geglu(a).is_ok()) << check_matmul_geglu(a).message();
+  EXPECT_TRUE(matmul_geglu_applies(a));
+  MatmulGegluArgs b = a;
+  b.w = fake(kW, DType::kBF16, {4223, 2816});
+  expect_invalid(check_matmul_geglu(b), {"matmul_geglu: w has shape [4223, 2816]", "[2 I, 2816]"});
+  b = a;
+  b.out = fake(kOut, DType::kBF16, {1, 4224});
+  expect_invalid(check_matmul_geglu(b), {"out has shape [1, 4224]", "expected [1, 2112]"});
+  b = a;  // a prefill: two launches instead
+  b.a = fake(kA, DType::kBF16, {64, 2816});
+  b.out = fake(kOut, DType::kBF16, {64, 2112});
+  expect_invalid(check_matmul_geglu(b), {"not a decode shape", "matmul, then geglu"});
+  EXPECT_FALSE(matmul_geglu_applies(b));
 }
 
 TEST(MatmulCheck, NamesTheBadTensor) {
