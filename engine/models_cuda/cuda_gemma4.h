@@ -71,9 +71,7 @@ class CudaGemma4Model final : public CudaModelBase {
   StatusOr<std::vector<float>> recorded_layers() const;
 
  private:
-  struct Layer {
-    kernels::Tensor attn_norm, wqkv, wo, q_norm, k_norm, post_attn_norm;  // k_norm: owners only
-    kernels::Tensor ffn_norm, wgu, w_down, post_ffn_norm;
+  struct Layer : DenseLayer {  // k_norm: layers that own their K/V only
     float layer_scalar = 1.0f;
     // PLE (undefined without it).
     kernels::Tensor ple_gate, ple_proj, ple_post_norm;  // [P, H], [H, P], [H]
@@ -107,17 +105,10 @@ class CudaGemma4Model final : public CudaModelBase {
   float ple_embed_scale_ = 1.0f;    // sqrt(P), rounded like the reference
   std::vector<Layer> layers_;
 
-  // Scratch, sized for max_num_tokens rows.
-  DeviceMemory x_;     // [T, H] f32 residual stream
-  DeviceMemory a_;     // [T, H] bf16 normed activations (GEMM input)
-  DeviceMemory qkv_;   // [T, max qkv width] bf16
-  DeviceMemory attn_;  // [T, nq, d max] bf16
-  DeviceMemory o_;     // [T, H] f32 projection outputs
-  DeviceMemory gu_;    // [T, 2 I max] bf16
-  DeviceMemory act_;   // [T, I max] bf16
+  // Scratch beyond the base's layer scratch, sized for max_num_tokens rows.
   // PLE: [T, L*P] f32 per-layer inputs, [T, L*P] f32 token part, [T, P] bf16 x2 gate scratch.
   DeviceMemory ple_, ple_tok_, ple_g_, ple_gp_;
-  // MoE: router input [T, H] bf16, router logits [T, E] f32, top-k experts [T, k] i32 and
+  // MoE: router input [T, H] f32, router logits [T, E] f32, top-k experts [T, k] i32 and
   // weights [T, k] f32, expert input [T, H] bf16, expert output [T, H] f32, workspace.
   DeviceMemory router_in_, router_logits_, topk_experts_, topk_weights_, moe_in_, moe_out_, moe_ws_;
   size_t moe_ws_bytes_ = 0;

@@ -48,34 +48,15 @@ StatusOr<std::unique_ptr<CudaGemma3Model>> CudaGemma3Model::create(
 Status CudaGemma3Model::init_weights() {
   ModelConfig& c = config_;
   const int64_t H = c.hidden_size, V = c.vocab_size, nq = c.num_heads;
-  auto fan_in = [](int64_t k) { return std::sqrt(3.0f / static_cast<float>(k)); };
-  auto norm = [&](TensorRole role, int layer, int64_t n, std::string_view what) {
-    return upload_vector(role, layer, n, -0.2f, 0.2f, what);
-  };
   SLUICE_ASSIGN_OR_RETURN(
       embed_, upload_matrix({TensorRole::kTokenEmbedding}, -1, {V}, H, 0.1f, "token embeddings"));
-  SLUICE_ASSIGN_OR_RETURN(final_norm_, norm(TensorRole::kFinalNorm, -1, H, "final norm"));
+  SLUICE_ASSIGN_OR_RETURN(final_norm_, upload_norm(TensorRole::kFinalNorm, -1, H, "final norm"));
   layers_.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
-    const LayerConfig& lc = c.layers[i];
-    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
-    Layer& L = layers_[i];
-    const std::string what = fmt::format("layer {} weights", i);
-    SLUICE_ASSIGN_OR_RETURN(
-        L.wqkv, upload_matrix({TensorRole::kQProj, TensorRole::kKProj, TensorRole::kVProj}, i,
-                              {nq * d, nkv * d, nkv * d}, H, fan_in(H), what));
-    SLUICE_ASSIGN_OR_RETURN(
-        L.wo, upload_matrix({TensorRole::kOProj}, i, {H}, nq * d, fan_in(nq * d), what));
-    SLUICE_ASSIGN_OR_RETURN(L.wgu, upload_matrix({TensorRole::kGateProj, TensorRole::kUpProj}, i,
-                                                 {I, I}, H, fan_in(H), what));
-    SLUICE_ASSIGN_OR_RETURN(L.w_down,
-                            upload_matrix({TensorRole::kDownProj}, i, {H}, I, fan_in(I), what));
-    SLUICE_ASSIGN_OR_RETURN(L.attn_norm, norm(TensorRole::kAttnNorm, i, H, what));
-    SLUICE_ASSIGN_OR_RETURN(L.q_norm, norm(TensorRole::kQNorm, i, d, what));
-    SLUICE_ASSIGN_OR_RETURN(L.k_norm, norm(TensorRole::kKNorm, i, d, what));
-    SLUICE_ASSIGN_OR_RETURN(L.post_attn_norm, norm(TensorRole::kPostAttnNorm, i, H, what));
-    SLUICE_ASSIGN_OR_RETURN(L.ffn_norm, norm(TensorRole::kFfnNorm, i, H, what));
-    SLUICE_ASSIGN_OR_RETURN(L.post_ffn_norm, norm(TensorRole::kPostFfnNorm, i, H, what));
+    const int64_t d = c.layers[i].head_dim, nkv = c.layers[i].num_kv_heads;
+    SLUICE_RETURN_IF_ERROR(upload_dense_layer(
+        i, {TensorRole::kQProj, TensorRole::kKProj, TensorRole::kVProj}, {nq * d, nkv * d, nkv * d},
+        /*with_k_norm=*/true, &layers_[i]));
   }
   // As on the CPU: HF rounds sqrt(H) to the embedding's stored dtype (docs/numerics.md).
   c.embed_scale = binder() != nullptr
@@ -86,22 +67,14 @@ Status CudaGemma3Model::init_weights() {
 
 Status CudaGemma3Model::allocate_scratch() {
   const ModelConfig& c = config_;
-  const int64_t T = options_.max_num_tokens;
-  const int64_t H = c.hidden_size, nq = c.num_heads;
+  const int64_t nq = c.num_heads;
   int64_t qkv_w = 0, I = 0, dmax = 0;
   for (const LayerConfig& l : c.layers) {
     qkv_w = std::max<int64_t>(qkv_w, (nq + 2 * l.num_kv_heads) * l.head_dim);
     I = std::max<int64_t>(I, l.intermediate_size);
     dmax = std::max<int64_t>(dmax, l.head_dim);
   }
-  SLUICE_RETURN_IF_ERROR(allocate(&x_, static_cast<size_t>(T * H * 4), "residual stream"));
-  SLUICE_RETURN_IF_ERROR(allocate(&a_, static_cast<size_t>(T * H * 2), "normed activations"));
-  SLUICE_RETURN_IF_ERROR(allocate(&qkv_, static_cast<size_t>(T * qkv_w * 2), "QKV projections"));
-  SLUICE_RETURN_IF_ERROR(
-      allocate(&attn_, static_cast<size_t>(T * nq * dmax * 2), "attention output"));
-  SLUICE_RETURN_IF_ERROR(allocate(&o_, static_cast<size_t>(T * H * 4), "projection output"));
-  SLUICE_RETURN_IF_ERROR(allocate(&gu_, static_cast<size_t>(T * 2 * I * 2), "gate/up projections"));
-  SLUICE_RETURN_IF_ERROR(allocate(&act_, static_cast<size_t>(T * I * 2), "GeGLU output"));
+  SLUICE_RETURN_IF_ERROR(allocate_layer_scratch(qkv_w, I, dmax));
   return allocate_step_buffers(static_cast<int>(nq), static_cast<int>(dmax));
 }
 

@@ -38,10 +38,7 @@ class CudaGemma3Model final : public CudaModelBase {
                                                               const CudaModelOptions& options);
 
  private:
-  struct Layer {
-    kernels::Tensor attn_norm, wqkv, wo, q_norm, k_norm, post_attn_norm;
-    kernels::Tensor ffn_norm, wgu, w_down, post_ffn_norm;
-  };
+  using Layer = DenseLayer;
   CudaGemma3Model() = default;
   static StatusOr<std::unique_ptr<CudaGemma3Model>> create(ModelConfig config, WeightBinder* binder,
                                                            uint64_t seed,
@@ -52,8 +49,6 @@ class CudaGemma3Model final : public CudaModelBase {
 
   kernels::Tensor embed_, final_norm_;
   std::vector<Layer> layers_;
-  // Scratch, sized for max_num_tokens.
-  DeviceMemory x_, a_, qkv_, attn_, o_, gu_, act_;
 };
 
 }  // namespace sluice::models::cuda

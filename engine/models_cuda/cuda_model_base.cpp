@@ -212,6 +212,39 @@ StatusOr<Tensor> CudaModelBase::upload_vector(TensorRole role, int layer, int64_
   return t;
 }
 
+StatusOr<Tensor> CudaModelBase::upload_norm(TensorRole role, int layer, int64_t n,
+                                            std::string_view what) {
+  return config_.norm_one_plus_weight ? upload_vector(role, layer, n, -0.2f, 0.2f, what)
+                                      : upload_vector(role, layer, n, 0.8f, 1.2f, what);
+}
+
+Status CudaModelBase::upload_dense_layer(int i, std::vector<TensorRole> qkv_roles,
+                                         std::vector<int64_t> qkv_rows, bool with_k_norm,
+                                         DenseLayer* L) {
+  const ModelConfig& c = config_;
+  const LayerConfig& lc = c.layers[i];
+  const int64_t H = c.hidden_size, nq = c.num_heads, d = lc.head_dim, I = lc.intermediate_size;
+  auto fan_in = [](int64_t k) { return std::sqrt(3.0f / static_cast<float>(k)); };
+  const std::string what = fmt::format("layer {} weights", i);
+  SLUICE_ASSIGN_OR_RETURN(
+      L->wqkv, upload_matrix(std::move(qkv_roles), i, std::move(qkv_rows), H, fan_in(H), what));
+  SLUICE_ASSIGN_OR_RETURN(
+      L->wo, upload_matrix({TensorRole::kOProj}, i, {H}, nq * d, fan_in(nq * d), what));
+  SLUICE_ASSIGN_OR_RETURN(L->wgu, upload_matrix({TensorRole::kGateProj, TensorRole::kUpProj}, i,
+                                                {I, I}, H, fan_in(H), what));
+  SLUICE_ASSIGN_OR_RETURN(L->w_down,
+                          upload_matrix({TensorRole::kDownProj}, i, {H}, I, fan_in(I), what));
+  SLUICE_ASSIGN_OR_RETURN(L->attn_norm, upload_norm(TensorRole::kAttnNorm, i, H, what));
+  SLUICE_ASSIGN_OR_RETURN(L->q_norm, upload_norm(TensorRole::kQNorm, i, d, what));
+  if (with_k_norm) {
+    SLUICE_ASSIGN_OR_RETURN(L->k_norm, upload_norm(TensorRole::kKNorm, i, d, what));
+  }
+  SLUICE_ASSIGN_OR_RETURN(L->post_attn_norm, upload_norm(TensorRole::kPostAttnNorm, i, H, what));
+  SLUICE_ASSIGN_OR_RETURN(L->ffn_norm, upload_norm(TensorRole::kFfnNorm, i, H, what));
+  SLUICE_ASSIGN_OR_RETURN(L->post_ffn_norm, upload_norm(TensorRole::kPostFfnNorm, i, H, what));
+  return Status::ok();
+}
+
 StatusOr<std::vector<float>> CudaModelBase::read_vector(TensorRole role, int layer, int64_t n,
                                                         float fill) {
   if (binder_ == nullptr) return std::vector<float>(static_cast<size_t>(n), fill);
@@ -222,6 +255,18 @@ StatusOr<std::vector<float>> CudaModelBase::read_vector(TensorRole role, int lay
 Status CudaModelBase::allocate(DeviceMemory* mem, size_t bytes, std::string_view what) {
   SLUICE_ASSIGN_OR_RETURN(*mem, DeviceMemory::allocate(bytes, what));
   return Status::ok();
+}
+
+Status CudaModelBase::allocate_layer_scratch(int64_t qkv_width, int64_t I, int64_t head_dim) {
+  const int64_t T = options_.max_num_tokens, H = config_.hidden_size, nq = config_.num_heads;
+  auto bytes = [](int64_t n, int64_t elem) { return static_cast<size_t>(n * elem); };
+  SLUICE_RETURN_IF_ERROR(allocate(&x_, bytes(T * H, 4), "residual stream"));
+  SLUICE_RETURN_IF_ERROR(allocate(&a_, bytes(T * H, 2), "normed activations"));
+  SLUICE_RETURN_IF_ERROR(allocate(&qkv_, bytes(T * qkv_width, 2), "QKV projections"));
+  SLUICE_RETURN_IF_ERROR(allocate(&attn_, bytes(T * nq * head_dim, 2), "attention output"));
+  SLUICE_RETURN_IF_ERROR(allocate(&o_, bytes(T * H, 4), "projection output"));
+  SLUICE_RETURN_IF_ERROR(allocate(&gu_, bytes(T * 2 * I, 2), "gate/up projections"));
+  return allocate(&act_, bytes(T * I, 2), "GeGLU output");
 }
 
 Status CudaModelBase::allocate_step_buffers(int num_q_heads, int max_head_dim) {

@@ -111,12 +111,28 @@ class CudaModelBase {
   // An f32 vector [n]; synthetic: uniform in [lo, hi].
   StatusOr<kernels::Tensor> upload_vector(TensorRole role, int layer, int64_t n, float lo, float hi,
                                           std::string_view what);
+  // A norm weight [n] f32; synthetic: near 1 as the config's form reads it (w in +-0.2 for
+  // 1 + w, w in [0.8, 1.2] for w).
+  StatusOr<kernels::Tensor> upload_norm(TensorRole role, int layer, int64_t n,
+                                        std::string_view what);
+  // The weights every Gemma layer has, as both CUDA models use them.
+  struct DenseLayer {
+    kernels::Tensor attn_norm, wqkv, wo, q_norm, k_norm, post_attn_norm;  // k_norm: optional
+    kernels::Tensor ffn_norm, wgu, w_down, post_ffn_norm;
+  };
+  // Uploads layer `layer`'s DenseLayer: wqkv stacked from `qkv_roles` ([qkv_rows..., H]),
+  // k_norm only when with_k_norm, the MLP of the layer's intermediate size.
+  Status upload_dense_layer(int layer, std::vector<TensorRole> qkv_roles,
+                            std::vector<int64_t> qkv_rows, bool with_k_norm, DenseLayer* out);
   // A host copy of an f32 vector [n] (e.g. a per-layer scalar); synthetic: `fill` everywhere.
   StatusOr<std::vector<float>> read_vector(TensorRole role, int layer, int64_t n, float fill);
   WeightBinder* binder() const { return binder_; }
 
   // Allocates one scratch buffer (RESOURCE_EXHAUSTED "GPU memory: ..." naming `what`).
   static Status allocate(DeviceMemory* mem, size_t bytes, std::string_view what);
+  // The activation scratch of a Gemma layer for max_num_tokens rows (x_ ... act_ below), for
+  // a fused QKV width of at most qkv_width, MLP width I and head dim head_dim.
+  Status allocate_layer_scratch(int64_t qkv_width, int64_t I, int64_t head_dim);
   // The buffers every model's step needs: the step tables (host and device), the attention
   // workspace (for `num_q_heads` heads of up to `max_head_dim`), and the head's rows, logits
   // and argmax. Call after the weights, before allocate_kv().
@@ -168,6 +184,14 @@ class CudaModelBase {
   void* stream_ = nullptr;        // cudaStream_t
   // Per layer: [num_slots, nkv, d] bf16. A KV-shared layer holds its source layer's views.
   std::vector<kernels::Tensor> k_cache_, v_cache_;
+  // Layer scratch (allocate_layer_scratch), max_num_tokens rows.
+  DeviceMemory x_;     // [T, H] f32 residual stream
+  DeviceMemory a_;     // [T, H] bf16 normed activations (GEMM input)
+  DeviceMemory qkv_;   // [T, max qkv width] bf16
+  DeviceMemory attn_;  // [T, nq, d max] bf16
+  DeviceMemory o_;     // [T, H] f32 projection outputs
+  DeviceMemory gu_;    // [T, 2 I max] bf16 (prefill steps' gate/up projections)
+  DeviceMemory act_;   // [T, I max] bf16
   uint64_t weight_bytes_ = 0;
 
  private:
