@@ -9,7 +9,9 @@
 //     8 of the 128 experts per layer and the head).
 // Steps are timed on the host around the blocking forward call: that includes the step's
 // host work and transfers, as a server sees it. Decode is timed twice: replaying the CUDA
-// graph of its batch bucket, and with eager launches.
+// graph of its batch bucket, and with eager launches. Then the prefill and the batch-1
+// decode step are profiled (rows "<model> profile ..."): GPU time per section of the step
+// (projections, attention, MLP, MoE, tail, head), from events between the sections.
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
@@ -157,6 +159,26 @@ struct BenchSizes {
   }
 };
 
+// Where one step's GPU time goes (CudaModelBase::set_profiling: eager launches, an event at
+// each section of the step): rows "<name> profile <what>" with microseconds per step and the
+// share of the step, over `steps` runs of `step`.
+template <typename Model, typename Step>
+void profile_step(const std::string& name, const std::string& what, Model& m, int steps,
+                  Step&& step, Report& report) {
+  m.set_profiling(true);
+  for (int i = 0; i < steps; ++i) step();
+  const auto sections = m.profile();
+  m.set_profiling(false);
+  double total = 0.0;
+  for (const auto& sec : sections) total += sec.ms;
+  for (const auto& sec : sections) {
+    report.add(
+        {name + " profile " + what + ": " + sec.name,
+         {{"steps", static_cast<double>(steps)}},
+         {{"us_per_step", sec.ms * 1e3 / steps}, {"share", total > 0 ? sec.ms / total : 0}}});
+  }
+}
+
 // Prefill and decode figures of one model. `active_gb`: weight bytes one decode token reads.
 template <typename Model>
 void run_model(const std::string& name, Model& m, const BenchSizes& z, bool quick, double copy,
@@ -177,6 +199,10 @@ void run_model(const std::string& name, Model& m, const BenchSizes& z, bool quic
     report.add({name + " prefill",
                 {{"prompt", prompt}},
                 {{"ms", ms}, {"tok_per_s", prompt / (ms * 1e-3)}, {"weight_gb", weight_gb}}});
+    profile_step(
+        name, "prefill", m, 1,
+        [&] { SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(1)).is_ok(), "prefill"); },
+        report);
   }
   for (int batch : {1, 16, 64}) {
     if (batch > max_batch) continue;
@@ -207,6 +233,12 @@ void run_model(const std::string& name, Model& m, const BenchSizes& z, bool quic
                    {"tok_per_s", batch / (ms * 1e-3)},
                    {"weight_floor_ms", floor_ms},
                    {"floor_fraction", floor_ms / ms}}});
+    }
+    if (batch == 1) {
+      profile_step(
+          name, "decode batch 1", m, quick ? 3 : 10,
+          [&] { SLUICE_CHECK(m.forward_greedy(fb, std::span(out).first(1)).is_ok(), "decode"); },
+          report);
     }
   }
 }

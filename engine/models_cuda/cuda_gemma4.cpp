@@ -284,6 +284,7 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
   const Tensor o = dev_contig(o_.data(), DType::kF32, {T, H});
   void* s = stream_;
 
+  section("embedding (and PLE inputs)");
   kc::embedding({x, embed_, tokens, c.embed_scale}, s);
   if (P > 0) enqueue_per_layer_inputs(x, tokens, T);
   kc::rms_norm({a, x, layers_[0].attn_norm, eps, one_plus}, s);
@@ -296,14 +297,18 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
     // Attention: Q always; K/V only on layers that own them (V-normed; on K=V layers V is
     // the raw K projection).
     const Tensor qkv = dev_contig(qkv_.data(), DType::kBF16, {T, w});
+    section("qkv projection");
     kc::matmul({qkv, a, ly.wqkv}, s);
     const Tensor attn = dev_contig(attn_.data(), DType::kBF16, {T, nq, d});
+    section(lc.type == LayerType::kSliding ? "attention (sliding)" : "attention (global)");
     enqueue_attention(L, {li, lc.owns_kv(), lc.k_eq_v, true, ly.q_norm, ly.k_norm}, qkv, attn);
+    section("o projection, post-attention norms");
     kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 
     // Dense GeGLU MLP (2I wide on E2B's KV-shared layers: lc.intermediate_size says so).
     const Tensor act = dev_contig(act_.data(), DType::kBF16, {T, I});
+    section("dense MLP");
     enqueue_gate_up(a, ly.wgu, act, gu_.data());
     kc::matmul({o, act, ly.w_down}, s);
 
@@ -317,6 +322,7 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
     tail.eps = eps;
     tail.one_plus_weight = one_plus;
     if (lc.moe) {
+      section("MoE (router, experts)");
       tail.in2 = enqueue_moe(ly, x, T);
       tail.in_weight = ly.post_ffn_norm_1;
       tail.in2_weight = ly.post_ffn_norm_2;
@@ -324,6 +330,7 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
 
     // PLE: x += norm(W_proj (gelu(W_gate x) * ple[l])).
     if (lc.has_ple) {
+      section("PLE");
       kc::residual_tail(tail, s);
       tail.in2 = tail.in_weight = tail.in2_weight = Tensor{};
       tail.weight = ly.ple_post_norm;  // in: o again, now the PLE projection
@@ -336,6 +343,7 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
       kc::geglu({gated, gate, slice}, s);
       kc::matmul({o, gated, ly.ple_proj}, s);
     }
+    section("layer tail");
     tail.scale = ly.layer_scalar;
     if (li + 1 < c.num_layers) {
       tail.out = a;
@@ -351,6 +359,7 @@ void CudaGemma4Model::enqueue(const StepLayout& L) {
     }
   }
   if (layer_record_.data() != nullptr) recorded_tokens_ = T;
+  section("head (norm, logits, argmax)");
   enqueue_head(L, x, embed_, final_norm_);
 }
 

@@ -91,6 +91,7 @@ void CudaGemma3Model::enqueue(const StepLayout& L) {
   const Tensor o = dev_contig(o_.data(), DType::kF32, {T, H});
   void* s = stream_;
 
+  section("embedding");
   kc::embedding({x, embed_, tokens, c.embed_scale}, s);
   kc::rms_norm({a, x, layers_[0].attn_norm, eps, one_plus}, s);
   for (int li = 0; li < c.num_layers; ++li) {
@@ -100,15 +101,20 @@ void CudaGemma3Model::enqueue(const StepLayout& L) {
     const int64_t w = (nq + 2 * nkv) * d;
 
     const Tensor qkv = dev_contig(qkv_.data(), DType::kBF16, {T, w});
+    section("qkv projection");
     kc::matmul({qkv, a, ly.wqkv}, s);
     const Tensor attn = dev_contig(attn_.data(), DType::kBF16, {T, nq, d});
+    section(lc.type == LayerType::kSliding ? "attention (sliding)" : "attention (global)");
     enqueue_attention(L, {li, true, false, false, ly.q_norm, ly.k_norm}, qkv, attn);
+    section("o projection, post-attention norms");
     kc::matmul({o, attn.view({T, nq * d}), ly.wo}, s);
     kc::fused_add_rms_norm({x, o, ly.post_attn_norm, a, ly.ffn_norm, eps, one_plus}, s);
 
     const Tensor act = dev_contig(act_.data(), DType::kBF16, {T, I});
+    section("dense MLP");
     enqueue_gate_up(a, ly.wgu, act, gu_.data());
     kc::matmul({o, act, ly.w_down}, s);
+    section("layer tail");
     if (li + 1 < c.num_layers) {
       kc::fused_add_rms_norm({x, o, ly.post_ffn_norm, a, layers_[li + 1].attn_norm, eps, one_plus},
                              s);
@@ -116,6 +122,7 @@ void CudaGemma3Model::enqueue(const StepLayout& L) {
       kc::add_rms_norm({x, o, ly.post_ffn_norm, eps, one_plus}, s);
     }
   }
+  section("head (norm, logits, argmax)");
   enqueue_head(L, x, embed_, final_norm_);
 }
 

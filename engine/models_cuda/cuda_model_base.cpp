@@ -72,6 +72,7 @@ void append_f32(const Tensor& t, std::vector<float>& out) {
 CudaModelBase::~CudaModelBase() {
   for (auto& [key, exec] : graphs_)
     SLUICE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+  for (void* e : profile_events_) SLUICE_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(e)));
   if (stream_ != nullptr) {
     SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
     SLUICE_CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream_)));
@@ -519,10 +520,13 @@ Status CudaModelBase::run(const ForwardBatch& batch) {
   while (bucket < S) bucket *= 2;
   bucket = std::min(bucket, options_.max_num_seqs);
   // Scratch holds max_num_tokens rows, so a bucket larger than that launches eagerly.
-  if (!options_.use_cuda_graphs || !is_plain_decode(batch) || bucket > options_.max_num_tokens) {
+  if (profiling_ || !options_.use_cuda_graphs || !is_plain_decode(batch) ||
+      bucket > options_.max_num_tokens) {
     StepLayout L;
     SLUICE_RETURN_IF_ERROR(stage(batch, 0, {}, &L));
+    step_sections_.clear();
     enqueue(L);
+    if (profiling_) finish_profiled_step();
     num_logit_rows_ = L.R;
     return Status::ok();
   }
@@ -692,6 +696,48 @@ void CudaModelBase::enqueue_gate_up(const Tensor& a, const Tensor& wgu, const Te
   kc::geglu({act, dev_view(gu, DType::kBF16, {T, I}, {2 * I, 1}),
              dev_view(gu + I, DType::kBF16, {T, I}, {2 * I, 1})},
             stream_);
+}
+
+void CudaModelBase::set_profiling(bool on) {
+  profiling_ = on;
+  profile_.clear();
+}
+
+void CudaModelBase::section(const char* name) {
+  if (!profiling_) return;
+  const size_t i = step_sections_.size();
+  if (i == profile_events_.size()) {
+    cudaEvent_t e = nullptr;
+    SLUICE_CUDA_CHECK(cudaEventCreate(&e));
+    profile_events_.push_back(e);
+  }
+  SLUICE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(profile_events_[i]),
+                                    static_cast<cudaStream_t>(stream_)));
+  step_sections_.push_back(name);
+}
+
+void CudaModelBase::finish_profiled_step() {
+  section(nullptr);
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+  // This step's time per section (a name may recur, once per layer), then into the totals.
+  std::vector<ProfileSection> step;
+  for (size_t i = 0; i + 1 < step_sections_.size(); ++i) {
+    float ms = 0.0f;
+    SLUICE_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(profile_events_[i]),
+                                           static_cast<cudaEvent_t>(profile_events_[i + 1])));
+    const std::string_view name = step_sections_[i];
+    auto it = std::find_if(step.begin(), step.end(),
+                           [&](const ProfileSection& p) { return p.name == name; });
+    if (it == step.end()) it = step.insert(step.end(), ProfileSection{std::string(name)});
+    it->ms += ms;
+  }
+  for (const ProfileSection& s : step) {
+    auto it = std::find_if(profile_.begin(), profile_.end(),
+                           [&](const ProfileSection& p) { return p.name == s.name; });
+    if (it == profile_.end()) it = profile_.insert(profile_.end(), ProfileSection{s.name});
+    it->ms += s.ms;
+    ++it->steps;
+  }
 }
 
 }  // namespace sluice::models::cuda

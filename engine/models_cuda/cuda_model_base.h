@@ -57,6 +57,19 @@ class CudaModelBase {
   void set_use_cuda_graphs(bool on) { options_.use_cuda_graphs = on; }
   // Decode graphs captured so far.
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
+
+  // Step profile, for benchmarks and diagnosis: while on, every step runs eagerly (no graph)
+  // and records a CUDA event at each section boundary of enqueue() ("qkv projection",
+  // "attention", ...); each step then waits for its end. profile() returns each section's
+  // GPU time summed over the steps since profiling was turned on, in first-seen order
+  // (set_profiling drops the totals, on or off).
+  struct ProfileSection {
+    std::string name;
+    double ms = 0.0;
+    int64_t steps = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<ProfileSection> profile() const { return profile_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   uint64_t kv_bytes() const { return kv_bytes_; }
 
@@ -152,6 +165,9 @@ class CudaModelBase {
   // The block tables [S, width] of KV group g.
   kernels::Tensor step_tables(const StepLayout& layout, int group) const;
   kernels::Tensor attn_workspace() const;
+  // Starts profile section `name` (a string literal) where the previous one ends; nullptr
+  // ends the last. A no-op unless profiling.
+  void section(const char* name);
   // One layer's attention from its fused QKV projection [T, (nq [+ 2 nkv]) d] bf16: the
   // prologue in one launch (kernels/cuda/qkv_prepare.h: QK-norm, RoPE, the optional V-norm
   // and the cache write of layer `layer`'s K/V), then paged attention over the layer's cache
@@ -220,6 +236,12 @@ class CudaModelBase {
   DeviceMemory meta_dev_;
   int num_logit_rows_ = 0;
   std::map<std::vector<int>, void*> graphs_;  // {widths..., bucket} -> cudaGraphExec_t
+  // Profiling: an event per section boundary of a step (reused), the step's section names.
+  bool profiling_ = false;
+  std::vector<void*> profile_events_;  // cudaEvent_t
+  std::vector<const char*> step_sections_;
+  std::vector<ProfileSection> profile_;
+  void finish_profiled_step();
 };
 
 }  // namespace sluice::models::cuda

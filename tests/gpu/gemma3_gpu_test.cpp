@@ -190,6 +190,33 @@ TEST(Gemma3GpuGraphs, GraphDecodeMatchesEager) {
   });
 }
 
+// The step profile: sections in step order, each seen once per step, positive GPU times,
+// and the same logits as an unprofiled step.
+TEST(Gemma3GpuProfile, SectionsCoverTheStepAndChangeNothing) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
+  auto gpu = load_cuda(dir, {.max_num_tokens = 16, .max_num_seqs = 2, .num_blocks = {8, 8}});
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  CudaGemma3Model& m = **gpu;
+  const int V = m.config().vocab_size;
+  const std::vector<int32_t> ids = {2, 3, 4, 5};
+  std::vector<float> plain(V), profiled(V);
+  ASSERT_TRUE(GpuSequence(m).step(ids, 1, plain).is_ok());
+  m.set_profiling(true);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(GpuSequence(m).step(ids, 1, profiled).is_ok());
+  const auto sections = m.profile();
+  m.set_profiling(false);
+  EXPECT_EQ(profiled, plain);
+  ASSERT_GE(sections.size(), 5u);
+  EXPECT_EQ(sections.front().name, "embedding");
+  EXPECT_EQ(sections.back().name, "head (norm, logits, argmax)");
+  for (const auto& sec : sections) {
+    EXPECT_EQ(sec.steps, 2) << sec.name;
+    EXPECT_GT(sec.ms, 0.0) << sec.name;
+  }
+  EXPECT_TRUE(m.profile().empty()) << "turning profiling off drops the totals";
+}
+
 TEST(Gemma3GpuErrors, BadBatchIsRejectedAndModelStillServes) {
   SLUICE_SKIP_WITHOUT_GPU();
   const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
