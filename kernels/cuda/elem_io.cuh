@@ -114,6 +114,18 @@ __device__ __forceinline__ float gelu_tanh_f32(float z) {
   return d < 0x1p126f ? __fdividef(z, d) : 0.0f * z;
 }
 
+// acc += the dot product of 8 bf16 weights and 8 activations (both packed in 16 bytes).
+__device__ __forceinline__ float dot8_bf16(const uint4& w, const uint4& x, float acc) {
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
+  const uint32_t xx[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    acc = fmaf(__uint_as_float(ww[k] << 16), __uint_as_float(xx[k] << 16), acc);
+    acc = fmaf(__uint_as_float(ww[k] & 0xffff0000u), __uint_as_float(xx[k] & 0xffff0000u), acc);
+  }
+  return acc;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

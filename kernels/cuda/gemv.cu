@@ -27,18 +27,6 @@ constexpr int kGemvThreads = kGemvWarps * 32;
 constexpr int kRows = 2;    // weight rows per warp
 constexpr int kUnroll = 4;  // chunks per weight row in flight per lane
 
-// acc += the dot product of 8 bf16 weights and 8 activations (both packed in 16 bytes).
-__device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc) {
-  const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
-  const uint32_t xx[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    acc = fmaf(__uint_as_float(ww[k] << 16), __uint_as_float(xx[k] << 16), acc);
-    acc = fmaf(__uint_as_float(ww[k] & 0xffff0000u), __uint_as_float(xx[k] & 0xffff0000u), acc);
-  }
-  return acc;
-}
-
 template <int MMAX>
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constant__ GemvParams p) {
   const int lane = threadIdx.x % 32;
@@ -81,7 +69,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constan
         const uint4 x = __ldg(
             reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.a) + m * p.lda) + c);
 #pragma unroll
-        for (int r = 0; r < kRows; ++r) acc[m][r] = dot8(wv[u][r], x, acc[m][r]);
+        for (int r = 0; r < kRows; ++r) acc[m][r] = dot8_bf16(wv[u][r], x, acc[m][r]);
       }
     }
   }

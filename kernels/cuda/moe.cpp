@@ -297,6 +297,12 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
   return check_disjoint(op, "out", byte_span(a.out), "workspace", ws_span);
 }
 
+bool moe_experts_uses_gemv(const MoeExpertsArgs& a) {
+  if (!check_moe_experts(a).is_ok()) return false;
+  const int64_t T = a.experts.shape[0], k = a.experts.shape[1];
+  return T >= 1 && T * k <= moe_internal::kGemvMaxRows && k <= moe_internal::kGemvMaxTopK;
+}
+
 void moe_experts(const MoeExpertsArgs& a, void* stream) {
   check_or_die(check_moe_experts(a));
   const int64_t T = a.experts.shape[0];
@@ -337,7 +343,11 @@ void moe_experts(const MoeExpertsArgs& a, void* stream) {
                "moe_experts: {} tiles exceed the workspace's tile list ({})", max_tiles,
                l.max_tiles);
   p.max_tiles = static_cast<int32_t>(max_tiles);
-  moe_internal::launch_moe_experts(p, stream);
+  if (R <= moe_internal::kGemvMaxRows && k <= moe_internal::kGemvMaxTopK) {
+    moe_internal::launch_moe_experts_gemv(p, stream);
+  } else {
+    moe_internal::launch_moe_experts(p, stream);
+  }
 }
 
 }  // namespace sluice::kernels::cuda

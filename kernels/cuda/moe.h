@@ -4,8 +4,10 @@
 //   router logits [T, E] --moe_route--> experts [T, k] i32, weights [T, k] f32
 //   x [T, H], experts, weights, expert weights --moe_experts--> out [T, H]
 //
-// moe_experts runs, all on the device: a plan (tokens per expert, their rows grouped by
-// expert, a list of row tiles; folded into the next kernel when T * k <= 32), the gate/up
+// moe_experts runs, all on the device: at decode sizes (T * k <= 16, k <= 8) two weight
+// streams, gate/up with GeGLU and down with the weighted sum (moe_experts_uses_gemv); else a
+// plan (tokens per expert, their rows grouped by expert, a list of row tiles; folded into
+// the next kernel when T * k <= 32), the gate/up
 // grouped GEMM fused with GeGLU into a bf16 activation, the down grouped GEMM into f32
 // rows, and the weighted sum back into token order (j = 0..k-1 in order, no atomics:
 // results are reproducible bit for bit). Grid sizes come from T, E and k alone: no
@@ -63,6 +65,9 @@ struct MoeExpertsArgs {
 size_t moe_workspace_bytes(int64_t T, int64_t H, int64_t I, int64_t E, int top_k);
 Status check_moe_experts(const MoeExpertsArgs& args);
 void moe_experts(const MoeExpertsArgs& args, void* stream);
+// Whether moe_experts with these (valid) arguments takes the decode path (two weight
+// streams; the same contract, the f32 sums in another order). For tests and benchmarks.
+bool moe_experts_uses_gemv(const MoeExpertsArgs& args);
 
 // ---------------------------------------------------------------------------------------
 // Internal: the parameter blocks and launch functions shared by moe.cpp (validation,
@@ -129,6 +134,13 @@ struct ExpertsParams {
   bool fuse_plan = false;       // set by launch_moe_experts: R <= kMaxFusedPlanRows
 };
 void launch_moe_experts(const ExpertsParams& p, void* stream);
+
+// Decode sizes (T * k <= kGemvMaxRows, k <= kGemvMaxTopK) run as two weight streams instead
+// (moe_gemv.cu): gate/up with GeGLU into act in slot order, then down with the weighted sum.
+// Uses only the act region of the workspace.
+inline constexpr int kGemvMaxRows = 16;
+inline constexpr int kGemvMaxTopK = 8;
+void launch_moe_experts_gemv(const ExpertsParams& p, void* stream);
 
 // Rows per tile for a problem: a tile should hold about the rows an active expert gets.
 int rows_per_tile_for(int64_t num_rows, int64_t num_experts);

@@ -396,8 +396,9 @@ TEST(MoeExpertsGpu, MatchesReferenceAtSmallShapes) {
     int64_t H, I;
   };
   const Dims dims[] = {{64, 32}, {200, 40}, {256, 128}, {136, 96}};
-  // T * k = 2, 10 and 32 take the fused plan (kMaxFusedPlanRows); 66, 200 and 400 the plan
-  // kernel, with 16, 32 and 64 rows per tile.
+  // T * k = 2 and 10 take the decode path (moe_gemv.cu: two weight streams); 32 the fused
+  // plan (kMaxFusedPlanRows); 66, 200 and 400 the plan kernel, with 16, 32 and 64 rows per
+  // tile.
   const int64_t token_counts[] = {1, 5, 16, 33, 100, 200};
   const Pattern patterns[] = {Pattern::kRandom, Pattern::kAllToTwo, Pattern::kAllToOne,
                               Pattern::kWithInvalid};
@@ -498,12 +499,15 @@ TEST(MoeExpertsGpu, GraphCaptureMatchesDirectLaunch) {
   EXPECT_EQ(differ, 0) << "elements that differ between the graph and the direct launch (or NaN)";
 }
 
-// Gemma 4 26B-A4B's shapes, routed by moe_route from random logits, T = 4. The weights are
-// filled on the device from a counter-based generator; the host recomputes the rows of the
-// experts it needs from the same seed.
-TEST(MoeExpertsGpu, MatchesReferenceAt26BShapes) {
+// Gemma 4 26B-A4B's shapes, routed by moe_route from random logits, T = 1 and 2 (the decode
+// path) and 4 (the grouped GEMMs). The weights are filled on the device from a counter-based
+// generator; the host recomputes the rows of the experts it needs from the same seed.
+class MoeExperts26B : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(MoeExperts26B, MatchesReference) {
   SLUICE_SKIP_WITHOUT_GPU();
-  constexpr int64_t T = 4, H = 2816, I = 704, E = 128;
+  const int64_t T = GetParam();
+  constexpr int64_t H = 2816, I = 704, E = 128;
   constexpr int k = 8;
   constexpr uint64_t kGateUpSeed = 0x6a7e, kDownSeed = 0xd0e1;
   const float gu = 2.5f / std::sqrt(static_cast<float>(H));
@@ -543,6 +547,7 @@ TEST(MoeExpertsGpu, MatchesReferenceAt26BShapes) {
     a.gate_up = gate_up;
     a.down = down;
     a.workspace = device_bytes(ws, ws_bytes);
+    EXPECT_EQ(moe_experts_uses_gemv(a), T <= 2);
     moe_experts(a, nullptr);
     out.download();
     const auto experts = download<int32_t>(experts_d, T * k);
@@ -566,11 +571,13 @@ TEST(MoeExpertsGpu, MatchesReferenceAt26BShapes) {
     };
     const auto ref = reference_layer(x, experts, weights, E, k, H, I, expert_weights);
     expect_layer_close(out, ref);
-    std::printf("moe_experts 26B shapes, T = 4, out %s: rel err %.3g (%d distinct experts)\n",
-                dtype_name(out_dtype), rel_error(out, ref), distinct);
+    std::printf("moe_experts 26B shapes, T = %d, out %s: rel err %.3g (%d distinct experts)\n",
+                static_cast<int>(T), dtype_name(out_dtype), rel_error(out, ref), distinct);
     if (HasFailure()) return;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Tokens, MoeExperts26B, ::testing::Values(1, 2, 4));
 
 // ---- argument checks: no device needed (the views point nowhere and are never read) -------
 
@@ -615,6 +622,25 @@ TEST(MoeCheck, AcceptsValidArguments) {
   e.x.strides[0] = kH + 8;
   e.x.data = reinterpret_cast<void*>(0x2000000);
   EXPECT_TRUE(check_moe_experts(e).is_ok()) << check_moe_experts(e).message();
+}
+
+TEST(MoeCheck, DecodePathTakesFewRowsOnly) {
+  MoeExpertsArgs a = good_experts();  // T 4 x k 8 = 32 rows: the grouped GEMMs
+  EXPECT_FALSE(moe_experts_uses_gemv(a));
+  for (int64_t T : {1, 2}) {
+    a = good_experts();
+    a.out = fake(0x1000000, DType::kBF16, {T, kH});
+    a.x = fake(0x2000000, DType::kBF16, {T, kH});
+    a.experts = fake(0x3000000, DType::kI32, {T, kK});
+    a.weights = fake(0x3100000, DType::kF32, {T, kK});
+    EXPECT_TRUE(moe_experts_uses_gemv(a)) << "T " << T;
+  }
+  a.experts = fake(0x3000000, DType::kI32, {1, 12});  // k 12 > kGemvMaxTopK
+  a.weights = fake(0x3100000, DType::kF32, {1, 12});
+  EXPECT_FALSE(moe_experts_uses_gemv(a));
+  a = good_experts();
+  a.x.dtype = DType::kF32;  // invalid arguments never take it
+  EXPECT_FALSE(moe_experts_uses_gemv(a));
 }
 
 TEST(MoeCheck, WorkspaceBytes) {
