@@ -37,9 +37,9 @@ constexpr int64_t kExpertBytes = (2 * kI * kH + kH * kI) * 2;  // gate_up + down
 int main(int argc, char** argv) {
   using namespace sluice::bench;
   const Session session(argc, argv);
-  const char* pdl = std::getenv("SLUICE_MOE_PDL");
+  const char* pdl = std::getenv("SLUICE_PDL");
   std::printf("programmatic dependent launch: %s\n",
-              pdl != nullptr && pdl[0] == '0' ? "off (SLUICE_MOE_PDL=0)" : "on where sm_90+");
+              pdl != nullptr && pdl[0] == '0' ? "off (SLUICE_PDL=0)" : "on where sm_90+");
   const int reps = session.args.quick ? 10 : 30;
 
   const double copy_bw =

@@ -30,6 +30,7 @@
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/kernel_params.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -148,6 +149,7 @@ __device__ __forceinline__ void elementwise_tile(const ElementwiseParams& p, cha
 template <ElementwiseOp kOp, int kWidth>
 __global__ void __launch_bounds__(kMaxThreads)
     elementwise_kernel(const __grid_constant__ ElementwiseParams p) {
+  start_after_producers();
   constexpr bool kBinary = kOp == ElementwiseOp::kAdd || kOp == ElementwiseOp::kGeglu;
   const int64_t row = blockIdx.x;
   const int64_t outer = row / p.inner_rows;
@@ -171,9 +173,9 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <ElementwiseOp kOp>
 void launch_op(const ElementwiseParams& p, dim3 grid, int threads, cudaStream_t s) {
   if (p.bf16_only) {
-    elementwise_kernel<kOp, 8><<<grid, threads, 0, s>>>(p);
+    launch_pdl(elementwise_kernel<kOp, 8>, grid, dim3(threads), 0, s, p);
   } else {
-    elementwise_kernel<kOp, 4><<<grid, threads, 0, s>>>(p);
+    launch_pdl(elementwise_kernel<kOp, 4>, grid, dim3(threads), 0, s, p);
   }
 }
 
@@ -186,6 +188,7 @@ __device__ __forceinline__ bool beats(float v, int32_t i, float best, int32_t be
 
 __global__ void __launch_bounds__(kArgmaxThreads)
     argmax_kernel(const __grid_constant__ ArgmaxParams p) {
+  start_after_producers();
   __shared__ float warp_best[32];
   __shared__ int32_t warp_best_i[32];
   const float* row = p.logits + static_cast<int64_t>(blockIdx.x) * p.row_stride;
@@ -299,9 +302,7 @@ void launch_argmax(const ArgmaxParams& p, void* stream) {
   if (p.rows == 0) return;
   const int64_t work = p.vectorized ? (static_cast<int64_t>(p.dim) + 3) / 4 : p.dim;
   const int threads = threads_for(work, kArgmaxThreads);
-  argmax_kernel<<<static_cast<unsigned>(p.rows), threads, 0, static_cast<cudaStream_t>(stream)>>>(
-      p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(argmax_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(threads), 0, stream, p);
 }
 
 }  // namespace sluice::kernels::cuda

@@ -18,6 +18,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -29,6 +30,7 @@ constexpr int kUnroll = 4;  // chunks per weight row in flight per lane
 
 template <int MMAX>
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constant__ GemvParams p) {
+  start_after_producers();
   const int lane = threadIdx.x % 32;
   const int64_t warp = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const bool geglu = p.geglu_rows > 0;
@@ -113,8 +115,7 @@ template <int MMAX>
 void launch(const GemvParams& p, cudaStream_t stream) {
   const int64_t warps = p.geglu_rows > 0 ? p.geglu_rows : (p.N + kRows - 1) / kRows;
   const auto blocks = static_cast<unsigned>((warps + kGemvWarps - 1) / kGemvWarps);
-  gemv_kernel<MMAX><<<blocks, kGemvThreads, 0, stream>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(gemv_kernel<MMAX>, dim3(blocks), dim3(kGemvThreads), 0, stream, p);
 }
 
 }  // namespace

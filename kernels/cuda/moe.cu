@@ -21,10 +21,8 @@
 // the order of rows inside an expert (set by shared-memory atomics in the plan) never
 // changes a result: the layer is deterministic.
 //
-// NOTE: on sm_90 the kernels are launched with programmatic dependent launch: each starts
-// while its predecessor drains and waits (griddepcontrol.wait) before touching anything the
-// predecessor wrote. Every CTA executes that wait before it exits, so completion stays
-// transitive along the stream. SLUICE_MOE_PDL=0 in the environment turns it off.
+// NOTE: on sm_90 the kernels are launched with programmatic dependent launch
+// (kernels/cuda/pdl.cuh; SLUICE_PDL=0 in the environment turns it off).
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -32,61 +30,17 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/moe.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda::moe_internal {
 namespace {
 
-// ---- launch plumbing ---------------------------------------------------------------------
-
-__device__ __forceinline__ void wait_for_producers() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void allow_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-
-// Every kernel starts with this: wait for the previous kernel on the stream to complete
-// (and its writes to be visible), then let the next one launch. Triggering only after the
-// wait means a kernel's CTAs become resident while its predecessor still runs, not two
-// kernels ahead (measured: triggering before the wait cost ~4 us per decode layer).
-__device__ __forceinline__ void start_after_producers() {
-  wait_for_producers();
-  allow_dependents();
-}
-
-constexpr int kMaxDevices = 64;
-
-// Programmatic dependent launch: on devices of compute capability 9.0 and later, unless
-// SLUICE_MOE_PDL=0. Read once per device.
-bool use_pdl() {
-  static const bool disabled = [] {
-    const char* v = std::getenv("SLUICE_MOE_PDL");
-    return v != nullptr && v[0] == '0';
-  }();
-  static bool pdl[kMaxDevices];
-  static std::once_flag once[kMaxDevices];
-  if (disabled) return false;
-  int dev = 0;
-  SLUICE_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= kMaxDevices) return false;
-  std::call_once(once[dev], [dev] {
-    int major = 0;
-    SLUICE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    pdl[dev] = major >= 9;
-  });
-  return pdl[dev];
-}
+// ---- launch plumbing (programmatic dependent launch: kernels/cuda/pdl.cuh) -------------
 
 template <typename Params>
 void launch(void (*kernel)(Params), dim3 grid, dim3 block, size_t smem_bytes, void* stream,
@@ -95,18 +49,7 @@ void launch(void (*kernel)(Params), dim3 grid, dim3 block, size_t smem_bytes, vo
     SLUICE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem_bytes)));
   }
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem_bytes;
-  cfg.stream = static_cast<cudaStream_t>(stream);
-  cfg.attrs = attr;
-  cfg.numAttrs = use_pdl() ? 1 : 0;
-  SLUICE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p));
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(kernel, grid, block, smem_bytes, stream, p);
 }
 
 // ---- router ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/moe.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda::moe_internal {
 namespace {
@@ -33,6 +34,7 @@ __device__ __forceinline__ const uint4* row16(const uint16_t* base, int64_t row,
 
 __global__ void __launch_bounds__(kThreads)
     gate_up_gemv_kernel(const __grid_constant__ ExpertsParams p) {
+  start_after_producers();
   const int lane = threadIdx.x % 32;
   const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int I = p.intermediate, H = p.hidden, k = p.top_k;
@@ -64,6 +66,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads)
     down_gemv_kernel(const __grid_constant__ ExpertsParams p) {
+  start_after_producers();
   const int lane = threadIdx.x % 32;
   const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int I = p.intermediate, H = p.hidden, k = p.top_k;
@@ -122,11 +125,9 @@ void launch_moe_experts_gemv(const ExpertsParams& p, void* stream) {
   if (p.num_tokens == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   const int64_t R = p.num_tokens * p.top_k;
-  gate_up_gemv_kernel<<<blocks_for(R * p.intermediate), kThreads, 0, s>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(gate_up_gemv_kernel, dim3(blocks_for(R * p.intermediate)), dim3(kThreads), 0, s, p);
   const int64_t col_pairs = (p.hidden + kDownCols - 1) / kDownCols;
-  down_gemv_kernel<<<blocks_for(p.num_tokens * col_pairs), kThreads, 0, s>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(down_gemv_kernel, dim3(blocks_for(p.num_tokens * col_pairs)), dim3(kThreads), 0, s, p);
 }
 
 }  // namespace sluice::kernels::cuda::moe_internal

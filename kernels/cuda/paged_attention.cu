@@ -33,6 +33,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -102,6 +103,7 @@ struct Cfg {
 template <int D, typename CacheT, int ROWS, int THREADS>
 __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
     paged_attention_kernel(const __grid_constant__ PagedAttentionParams p, bool decode_mode) {
+  start_after_producers();
   using C = Cfg<D, CacheT, ROWS, THREADS>;
   constexpr int kKt = C::kKt, kCh = C::kCh, kNch = C::kNch, kDs = C::kDs;
   constexpr int kThreads = C::kThreads, kWarps = C::kWarps;
@@ -313,6 +315,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
 // out = sum_k w_k acc_k / sum_k w_k l_k with w_k = exp(m_k - max_k m_k).
 __global__ void __launch_bounds__(kCombineThreads)
     combine_kernel(const __grid_constant__ PagedAttentionParams p) {
+  start_after_producers();
   __shared__ float weight_s[kMaxSplitsLimit];
   __shared__ float inv_sum_s;
   const int s = blockIdx.x, head = blockIdx.y;
@@ -353,6 +356,7 @@ __global__ void __launch_bounds__(kCombineThreads)
 // One block; a block-wide inclusive scan per 1024 sequences.
 __global__ void __launch_bounds__(kPlanThreads)
     plan_tiles_kernel(const __grid_constant__ PagedAttentionParams p, int tokens_per_tile) {
+  start_after_producers();
   __shared__ int warp_total[kPlanThreads / 32];
   __shared__ int carry_s;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -403,8 +407,7 @@ void launch_attention(const PagedAttentionParams& p, bool decode_mode, dim3 grid
   // NOTE: a function attribute, not a stream operation: allowed during graph capture.
   SLUICE_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
-  kernel<<<grid, kThreads, C::kSmemBytes, stream>>>(p, decode_mode);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(kernel, grid, dim3(kThreads), C::kSmemBytes, stream, p, decode_mode);
 }
 
 template <int D, typename CacheT>
@@ -430,16 +433,15 @@ void launch_for_shape(const PagedAttentionParams& p, cudaStream_t stream) {
     launch_attention<D, CacheT, kMaxRows>(p, true, decode_grid, stream);
   }
   if (p.max_splits > 1) {
-    combine_kernel<<<dim3(static_cast<unsigned>(p.num_seqs), static_cast<unsigned>(p.num_q_heads)),
-                     kCombineThreads, 0, stream>>>(p);
-    SLUICE_CUDA_CHECK(cudaGetLastError());
+    launch_pdl(combine_kernel,
+               dim3(static_cast<unsigned>(p.num_seqs), static_cast<unsigned>(p.num_q_heads)),
+               dim3(kCombineThreads), 0, stream, p);
   }
 
   // Prefill chunks: tiles of kMaxRows / heads_per_cta tokens, numbered on the device.
   if (p.max_query_len > 1) {
     const int tokens_per_tile = kMaxRows / heads_per_cta;
-    plan_tiles_kernel<<<1, kPlanThreads, 0, stream>>>(p, tokens_per_tile);
-    SLUICE_CUDA_CHECK(cudaGetLastError());
+    launch_pdl(plan_tiles_kernel, dim3(1), dim3(kPlanThreads), 0, stream, p, tokens_per_tile);
     // Sum over sequences of ceil(q_s / T) <= (num_tokens + num_seqs (T - 1)) / T, and
     // <= num_seqs * ceil(max_query_len / T).
     const int64_t by_tokens = (static_cast<int64_t>(p.num_tokens) +
@@ -458,6 +460,7 @@ void launch_for_shape(const PagedAttentionParams& p, cudaStream_t stream) {
 }
 
 __global__ void cache_write_kernel(const __grid_constant__ CacheWriteParams p) {
+  start_after_producers();
   const int64_t t = blockIdx.x;
   const int slot = p.slots[t];
   if (slot < 0) return;
@@ -531,9 +534,8 @@ void launch_cache_write(const CacheWriteParams& p, void* stream) {
   const int64_t per_thread = p.vectorized ? 8 : 1;
   int64_t threads = ((row / per_thread + 31) / 32) * 32;
   threads = threads < 32 ? 32 : (threads > 256 ? 256 : threads);
-  cache_write_kernel<<<static_cast<unsigned>(p.num_tokens), static_cast<unsigned>(threads), 0,
-                       static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(cache_write_kernel, dim3(static_cast<unsigned>(p.num_tokens)),
+             dim3(static_cast<unsigned>(threads)), 0, stream, p);
 }
 
 }  // namespace sluice::kernels::cuda

@@ -208,8 +208,8 @@ __device__ __forceinline__ void issue_kv_tile(const PagedAttentionParams& p, Tab
 // follow before it is read). Row r is (token tok0 + r / num_heads, query head head0 +
 // r % num_heads); rows past num_rows are padding at position -1 (no key visible), never
 // written out. Returns num_rows.
-__device__ __forceinline__ int init_rows(const PagedAttentionParams& p, const WorkItem& w,
-                                         int rows, int* row_pos, float* row_m, float* row_l) {
+__device__ __forceinline__ int init_rows(const PagedAttentionParams& p, const WorkItem& w, int rows,
+                                         int* row_pos, float* row_m, float* row_l) {
   const int num_rows = w.num_tokens * w.num_heads;
   const int r = threadIdx.x;
   if (r < rows) {

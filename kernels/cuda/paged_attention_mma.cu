@@ -36,6 +36,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -78,6 +79,7 @@ __device__ __forceinline__ uint32_t lds32(const uint16_t* p) {
 template <int D>
 __global__ void __launch_bounds__(kMmaThreads, 2)
     paged_attention_mma_kernel(const __grid_constant__ PagedAttentionParams p, bool decode_mode) {
+  start_after_producers();
   using C = MmaCfg<D>;
   constexpr int kKt = C::kKt;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -256,8 +258,7 @@ void launch_mma(const PagedAttentionParams& p, bool decode_mode, dim3 grid, cuda
   // NOTE: a function attribute, not a stream operation: allowed during graph capture.
   SLUICE_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
-  kernel<<<grid, kMmaThreads, C::kSmemBytes, stream>>>(p, decode_mode);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(kernel, grid, dim3(kMmaThreads), C::kSmemBytes, stream, p, decode_mode);
 }
 
 }  // namespace

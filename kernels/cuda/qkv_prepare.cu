@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/qkv_prepare.h"
 #include "kernels/cuda/rope.cuh"
 
@@ -21,6 +22,7 @@ __device__ __forceinline__ int elem_bytes(ElemType t) { return t == ElemType::kB
 
 __global__ void __launch_bounds__(kPrepareThreads)
     qkv_prepare_kernel(const __grid_constant__ QkvPrepareParams p) {
+  start_after_producers();
   __shared__ float sin_s[kMaxRopePairs];
   __shared__ float cos_s[kMaxRopePairs];
   __shared__ float row_s[kPrepareWarps][kMaxPrepareHeadDim];
@@ -114,8 +116,7 @@ void launch_qkv_prepare(const QkvPrepareParams& p, void* stream) {
   if (p.q.num_tokens == 0 || rows == 0) return;
   const dim3 grid(static_cast<unsigned>(p.q.num_tokens),
                   static_cast<unsigned>((rows + kPrepareWarps - 1) / kPrepareWarps));
-  qkv_prepare_kernel<<<grid, kPrepareThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(qkv_prepare_kernel, grid, dim3(kPrepareThreads), 0, stream, p);
 }
 
 }  // namespace sluice::kernels::cuda

@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/kernel_params.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace sluice::kernels::cuda {
 namespace {
@@ -39,6 +40,7 @@ __device__ __forceinline__ char* row_start(const RowView& v, int64_t outer, int6
 
 __global__ void __launch_bounds__(kMaxThreads)
     rms_norm_kernel(const __grid_constant__ RmsNormParams p) {
+  start_after_producers();
   __shared__ float scratch[33];
   const int64_t row = blockIdx.x;
   const int64_t outer = row / p.inner_rows;
@@ -108,6 +110,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 // b is recomputed from in and in2 where it is needed rather than stored.
 __global__ void __launch_bounds__(kMaxThreads)
     residual_tail_kernel(const __grid_constant__ ResidualTailParams p) {
+  start_after_producers();
   __shared__ float scratch[33];
   const int64_t row = blockIdx.x;
   const char* in = row_start(p.in, row, 0);
@@ -200,16 +203,14 @@ int threads_for_dim(int dim) {
 
 void launch_rms_norm(const RmsNormParams& p, void* stream) {
   if (p.rows == 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(p.rows), threads_for_dim(p.dim), 0,
-                    static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(rms_norm_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(threads_for_dim(p.dim)), 0,
+             stream, p);
 }
 
 void launch_residual_tail(const ResidualTailParams& p, void* stream) {
   if (p.rows == 0) return;
-  residual_tail_kernel<<<static_cast<unsigned>(p.rows), threads_for_dim(p.dim), 0,
-                         static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(residual_tail_kernel, dim3(static_cast<unsigned>(p.rows)),
+             dim3(threads_for_dim(p.dim)), 0, stream, p);
 }
 
 }  // namespace sluice::kernels::cuda

@@ -8,6 +8,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elem_io.cuh"
 #include "kernels/cuda/kernel_params.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/rope.cuh"
 
 namespace sluice::kernels::cuda {
@@ -19,6 +20,7 @@ constexpr int kRopeThreads = 256;
 constexpr int kRopePairsPerBlock = 2048;
 
 __global__ void __launch_bounds__(kRopeThreads) rope_kernel(const __grid_constant__ RopeParams p) {
+  start_after_producers();
   __shared__ float cos_s[kMaxRopePairs];
   __shared__ float sin_s[kMaxRopePairs];
   const int64_t t = blockIdx.x;
@@ -61,8 +63,7 @@ void launch_rope(const RopeParams& params, void* stream) {
   const unsigned head_groups =
       static_cast<unsigned>((p.num_heads + p.heads_per_block - 1) / p.heads_per_block);
   const dim3 grid(static_cast<unsigned>(p.num_tokens), head_groups);
-  rope_kernel<<<grid, kRopeThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_pdl(rope_kernel, grid, dim3(kRopeThreads), 0, stream, p);
 }
 
 }  // namespace sluice::kernels::cuda
