@@ -78,10 +78,7 @@ StatusOr<std::unique_ptr<CudaGemma4Model>> CudaGemma4Model::create(
     ModelConfig config, WeightBinder* binder, uint64_t seed, const CudaModelOptions& options) {
   SLUICE_RETURN_IF_ERROR(check_supported(config));
   std::unique_ptr<CudaGemma4Model> m(new CudaGemma4Model());
-  SLUICE_RETURN_IF_ERROR(m->init(std::move(config), options, binder, seed));
-  SLUICE_RETURN_IF_ERROR(m->init_weights());
-  SLUICE_RETURN_IF_ERROR(m->allocate_scratch());
-  SLUICE_RETURN_IF_ERROR(m->allocate_kv());
+  SLUICE_RETURN_IF_ERROR(m->build(std::move(config), options, binder, seed));
   return m;
 }
 

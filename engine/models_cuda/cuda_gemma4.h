@@ -88,8 +88,8 @@ class CudaGemma4Model final : public CudaModelBase {
                                                            uint64_t seed,
                                                            const CudaModelOptions& options);
   static Status check_supported(const ModelConfig& config);
-  Status init_weights();
-  Status allocate_scratch();
+  Status init_weights() override;
+  Status allocate_scratch() override;
   void enqueue(const StepLayout& layout) override;
   // ple_ [T, L*P] from the scaled embeddings x [T, H] and the token ids.
   void enqueue_per_layer_inputs(const kernels::Tensor& x, const kernels::Tensor& tokens, int T);

@@ -38,10 +38,7 @@ StatusOr<std::unique_ptr<CudaGemma3Model>> CudaGemma3Model::create(
                     arch_name(config.arch)));
   }
   std::unique_ptr<CudaGemma3Model> m(new CudaGemma3Model());
-  SLUICE_RETURN_IF_ERROR(m->init(std::move(config), options, binder, seed));
-  SLUICE_RETURN_IF_ERROR(m->init_weights());
-  SLUICE_RETURN_IF_ERROR(m->allocate_scratch());
-  SLUICE_RETURN_IF_ERROR(m->allocate_kv());
+  SLUICE_RETURN_IF_ERROR(m->build(std::move(config), options, binder, seed));
   return m;
 }
 

@@ -43,8 +43,8 @@ class CudaGemma3Model final : public CudaModelBase {
   static StatusOr<std::unique_ptr<CudaGemma3Model>> create(ModelConfig config, WeightBinder* binder,
                                                            uint64_t seed,
                                                            const CudaModelOptions& options);
-  Status init_weights();
-  Status allocate_scratch();
+  Status init_weights() override;
+  Status allocate_scratch() override;
   void enqueue(const StepLayout& layout) override;
 
   kernels::Tensor embed_, final_norm_;

@@ -79,6 +79,14 @@ CudaModelBase::~CudaModelBase() {
   }
 }
 
+Status CudaModelBase::build(ModelConfig config, const CudaModelOptions& options,
+                            WeightBinder* binder, uint64_t seed) {
+  SLUICE_RETURN_IF_ERROR(init(std::move(config), options, binder, seed));
+  SLUICE_RETURN_IF_ERROR(init_weights());
+  SLUICE_RETURN_IF_ERROR(allocate_scratch());
+  return allocate_kv();
+}
+
 Status CudaModelBase::init(ModelConfig config, const CudaModelOptions& options,
                            WeightBinder* binder, uint64_t seed) {
   if (kc::cuda_device_count() == 0) {

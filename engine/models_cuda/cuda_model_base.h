@@ -109,6 +109,13 @@ class CudaModelBase {
   // `seed`) must stay alive until the weights are uploaded.
   Status init(ModelConfig config, const CudaModelOptions& options, WeightBinder* binder,
               uint64_t seed);
+  // A model's whole construction: init, init_weights, allocate_scratch, allocate_kv.
+  Status build(ModelConfig config, const CudaModelOptions& options, WeightBinder* binder,
+               uint64_t seed);
+  // The model's own steps of build(): its weights, and its scratch (allocate_layer_scratch,
+  // allocate_step_buffers and whatever else it needs).
+  virtual Status init_weights() = 0;
+  virtual Status allocate_scratch() = 0;
 
   // ---- Weight upload (init() first). Each call allocates one device tensor, fills it from
   // the binder, or (synthetic) draws it on the device from seed + a running tensor index.
