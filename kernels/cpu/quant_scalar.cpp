@@ -69,8 +69,7 @@ void decode_block(QuantType type, const uint8_t* src, int64_t b, const Decoded& 
       }
       d.f[b] = scale;
       // (q - 8)·d, (q - 16)·d, q·d + m: the zero point (or -m) is the offset.
-      set_offsets(d.o, static_cast<int>(b),
-                  has_min ? -min : (five ? 16.0f : 8.0f) * scale);
+      set_offsets(d.o, static_cast<int>(b), has_min ? -min : (five ? 16.0f : 8.0f) * scale);
       return;
     }
     case QuantType::kQ8_0:
@@ -132,20 +131,39 @@ int block_elems(QuantType t) {
   return t == QuantType::kQ4_K || t == QuantType::kQ5_K || t == QuantType::kQ6_K ? 256 : 32;
 }
 
+// Decodes whole weight rows of `type` into `work` (codes, then factors, then offsets: the
+// Decoded layout), one source block at a time.
+struct RowDecoder {
+  RowDecoder(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K, void* work)
+      : type(type),
+        w(w),
+        row_bytes(row_bytes),
+        nsrc(K / block_elems(type)),
+        per16(type == QuantType::kQ6_K),
+        is_signed(type == QuantType::kQ8_0),
+        d{static_cast<uint8_t*>(work), reinterpret_cast<float*>(static_cast<uint8_t*>(work) + K),
+          reinterpret_cast<float*>(static_cast<uint8_t*>(work) + K) + K / 16} {}
+  void decode(int64_t n) const {
+    const uint8_t* row = w + n * row_bytes;
+    const int64_t src_block_bytes = row_bytes / nsrc;
+    for (int64_t b = 0; b < nsrc; ++b) decode_block(type, row + b * src_block_bytes, b, d);
+  }
+  QuantType type;
+  const uint8_t* w;
+  int64_t row_bytes, nsrc;
+  bool per16, is_signed;
+  Decoded d;
+};
+
 void gemm(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K, const int8_t* aq,
-          const float* ad, const float* as16, int64_t M, int64_t n_begin, int64_t n_end,
-          float* out, int64_t ldo, void* work) {
+          const float* ad, const float* as16, int64_t M, int64_t n_begin, int64_t n_end, float* out,
+          int64_t ldo, void* work) {
   const int64_t nb = K / 32;
   const int64_t ng = K / 16;
-  const int64_t nsrc = K / block_elems(type);
-  const int64_t src_block_bytes = row_bytes / nsrc;
-  const bool per16 = type == QuantType::kQ6_K;
-  const bool is_signed = type == QuantType::kQ8_0;
-  uint8_t* base = static_cast<uint8_t*>(work);
-  Decoded d{base, reinterpret_cast<float*>(base + K), reinterpret_cast<float*>(base + K) + ng};
+  const RowDecoder rows(type, w, row_bytes, K, work);
+  const Decoded& d = rows.d;
   for (int64_t n = n_begin; n < n_end; ++n) {
-    const uint8_t* row = w + n * row_bytes;
-    for (int64_t b = 0; b < nsrc; ++b) decode_block(type, row + b * src_block_bytes, b, d);
+    rows.decode(n);
     for (int64_t m = 0; m < M; ++m) {
       const int8_t* a = aq + m * K;
       const float* da = ad + m * nb;
@@ -154,10 +172,10 @@ void gemm(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K, const 
       for (int64_t b = 0; b < nb; ++b) {
         int32_t isum[2] = {0, 0};
         for (int l = 0; l < 32; ++l) {
-          const int32_t q = is_signed ? static_cast<int8_t>(d.q[32 * b + l]) : d.q[32 * b + l];
+          const int32_t q = rows.is_signed ? static_cast<int8_t>(d.q[32 * b + l]) : d.q[32 * b + l];
           isum[l / 16] += q * a[32 * b + l];
         }
-        if (per16) {
+        if (rows.per16) {
           acc += da[b] * (d.f[2 * b] * static_cast<float>(isum[0]) +
                           d.f[2 * b + 1] * static_cast<float>(isum[1]));
         } else {
@@ -165,7 +183,7 @@ void gemm(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K, const 
         }
       }
       float off = 0.0f;
-      if (!is_signed) {
+      if (!rows.is_signed) {
         for (int64_t g = 0; g < ng; ++g) off += d.o[g] * s16[g];
       }
       out[m * ldo + n] = acc - off;
@@ -175,21 +193,16 @@ void gemm(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K, const 
 
 void dequantize_rows(QuantType type, const uint8_t* w, int64_t row_bytes, int64_t K,
                      int64_t n_begin, int64_t n_end, float* out, void* work) {
-  const int64_t ng = K / 16;
-  const int64_t nsrc = K / block_elems(type);
-  const int64_t src_block_bytes = row_bytes / nsrc;
-  const bool per16 = type == QuantType::kQ6_K;
-  const bool is_signed = type == QuantType::kQ8_0;
-  uint8_t* base = static_cast<uint8_t*>(work);
-  Decoded d{base, reinterpret_cast<float*>(base + K), reinterpret_cast<float*>(base + K) + ng};
+  const RowDecoder rows(type, w, row_bytes, K, work);
+  const Decoded& d = rows.d;
   for (int64_t n = n_begin; n < n_end; ++n) {
-    const uint8_t* row = w + n * row_bytes;
-    for (int64_t b = 0; b < nsrc; ++b) decode_block(type, row + b * src_block_bytes, b, d);
+    rows.decode(n);
     float* y = out + (n - n_begin) * K;
     for (int64_t k = 0; k < K; ++k) {
-      const float q = is_signed ? static_cast<float>(static_cast<int8_t>(d.q[k])) : static_cast<float>(d.q[k]);
-      const float f = per16 ? d.f[k / 16] : d.f[k / 32];
-      y[k] = f * q - (is_signed ? 0.0f : d.o[k / 16]);
+      const float q = rows.is_signed ? static_cast<float>(static_cast<int8_t>(d.q[k]))
+                                     : static_cast<float>(d.q[k]);
+      const float f = rows.per16 ? d.f[k / 16] : d.f[k / 32];
+      y[k] = f * q - (rows.is_signed ? 0.0f : d.o[k / 16]);
     }
   }
 }
