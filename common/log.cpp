@@ -49,6 +49,40 @@ bool needs_quotes(std::string_view v) {
   return false;
 }
 
+// Appends ASCII character `ch` escaped: the short escapes both formats share (\" \\ \n \r
+// \t, and in JSON \b \f), other control characters as \xHH (text) or \u00HH (JSON).
+void append_escaped_ascii(std::string& out, char ch, bool json) {
+  const auto c = static_cast<unsigned char>(ch);
+  switch (ch) {
+    case '"':
+      out += "\\\"";
+      return;
+    case '\\':
+      out += "\\\\";
+      return;
+    case '\n':
+      out += "\\n";
+      return;
+    case '\r':
+      out += "\\r";
+      return;
+    case '\t':
+      out += "\\t";
+      return;
+    default:
+      break;
+  }
+  if (json && ch == '\b') {
+    out += "\\b";
+  } else if (json && ch == '\f') {
+    out += "\\f";
+  } else if (c < 0x20 || c == 0x7F) {
+    out += json ? fmt::format("\\u{:04x}", c) : fmt::format("\\x{:02x}", c);
+  } else {
+    out += ch;
+  }
+}
+
 // A text-format value: as is when it is one plain word, else quoted with \" \\ and control
 // characters escaped, so that a value can never break the line.
 void append_text_value(std::string& out, std::string_view v) {
@@ -57,32 +91,25 @@ void append_text_value(std::string& out, std::string_view v) {
     return;
   }
   out += '"';
-  for (char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          out += fmt::format("\\x{:02x}", c);
-        } else {
-          out += ch;
-        }
-    }
-  }
+  for (char ch : v) append_escaped_ascii(out, ch, /*json=*/false);
   out += '"';
 }
 
 void append_value(std::string& out, const FieldValue& v, LogFormat format) {
   const bool json = format == LogFormat::kJson;
   switch (v.kind()) {
-    case FieldValue::Kind::kNull: out += "null"; return;
-    case FieldValue::Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case FieldValue::Kind::kInt: out += fmt::format("{}", v.as_int()); return;
-    case FieldValue::Kind::kUint: out += fmt::format("{}", v.as_uint()); return;
+    case FieldValue::Kind::kNull:
+      out += "null";
+      return;
+    case FieldValue::Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case FieldValue::Kind::kInt:
+      out += fmt::format("{}", v.as_int());
+      return;
+    case FieldValue::Kind::kUint:
+      out += fmt::format("{}", v.as_uint());
+      return;
     case FieldValue::Kind::kDouble:
       if (json && !std::isfinite(v.as_double())) {
         out += "null";  // JSON has no NaN or infinity
@@ -119,11 +146,16 @@ void write_line(LogLevel level, const std::string& line) {
 
 std::string_view log_level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warning";
-    case LogLevel::kError: return "error";
-    case LogLevel::kOff: return "off";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kOff:
+      return "off";
   }
   return "?";
 }
@@ -148,21 +180,7 @@ std::string json_escape(std::string_view s) {
     const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
     if (c < 0x80) {
-      switch (ch) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (c < 0x20 || c == 0x7F) {
-            out += fmt::format("\\u{:04x}", c);
-          } else {
-            out += ch;
-          }
-      }
+      append_escaped_ascii(out, ch, /*json=*/true);
       ++i;
       continue;
     }
@@ -238,8 +256,8 @@ void log_message(LogLevel level, const std::string& message) {
 
 void log_fields(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (level < log_level()) return;
-  write_line(level, format_log_line(log_format(), level, msg, fields,
-                                    std::chrono::system_clock::now()));
+  write_line(level,
+             format_log_line(log_format(), level, msg, fields, std::chrono::system_clock::now()));
 }
 
 }  // namespace sluice
