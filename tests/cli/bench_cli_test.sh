@@ -15,22 +15,8 @@ if [ ! -x "$bench" ]; then
   echo "skip: $bench not built (benchmarks off)"
   exit 0
 fi
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() {
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
+# shellcheck source=tests/cli/lib.sh
+. "$src/tests/cli/lib.sh"
 
 "$bin" serve --model "$src/tests/fixtures/gemma3_tiny" --threads 1 --port 0 >"$tmp/serve.log" 2>&1 &
 pid=$!
@@ -117,5 +103,4 @@ check "base URL ending in /v1: usage error" eval '[ "$rc" = 2 ] && grep -q "must
 kill -TERM "$pid"
 wait "$pid"
 pid=""
-echo "passed $passed, failed $failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,13 +5,8 @@
 set -uo pipefail
 bin=$1
 src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+# shellcheck source=tests/cli/lib.sh
+. "$src/tests/cli/lib.sh"
 
 # expect_error NAME PATTERN ARGS...: exit code 2 and exactly one error line on stderr (info
 # log lines aside), matching PATTERN.
@@ -92,5 +87,4 @@ else
   echo "skip: default model not installed"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

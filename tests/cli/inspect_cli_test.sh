@@ -6,13 +6,8 @@
 set -uo pipefail
 bin=$1
 src=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+# shellcheck source=tests/cli/lib.sh
+. "$src/tests/cli/lib.sh"
 
 # inspect NAME ARGS...: runs inspect into $tmp/out; must exit 0.
 inspect() {
@@ -97,5 +92,4 @@ expect_error "unsupported model_type" "model_type 'llama' is not supported" --mo
 printf 'not json' >"$tmp/broken.json"
 expect_error "broken JSON" "broken.json" --model "$tmp/broken.json"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

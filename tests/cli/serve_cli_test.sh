@@ -9,24 +9,8 @@ bin=$1
 src=$2
 # shellcheck source=scripts/lib/wait_serving.sh
 . "$src/scripts/lib/wait_serving.sh"
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-# check NAME CONDITION...: runs the condition (a command), ok when it succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; else bad "$name: $(head -c 400 "$tmp/body" 2>/dev/null)"; fi
-}
+# shellcheck source=tests/cli/lib.sh
+. "$src/tests/cli/lib.sh"
 
 # start_server LOG ARGS...: starts `sluice serve ARGS --port 0`, sets pid and base.
 start_server() {
@@ -258,5 +242,4 @@ else
   bad "a KV budget beyond the memory left: exit $rc, output: $(echo "$out" | tail -2)"
 fi
 
-echo "passed $passed, failed $failed"
-[ "$failed" -eq 0 ]
+finish
