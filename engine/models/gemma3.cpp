@@ -28,7 +28,8 @@ StatusOr<std::unique_ptr<Gemma3Model>> Gemma3Model::load(ModelConfig config, Wei
   m->layers_.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     const LayerConfig& lc = c.layers[i];
-    const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads,
+                  I = lc.intermediate_size;
     Gemma3Layer& L = m->layers_[i];
     SLUICE_ASSIGN_OR_RETURN(L.attn_norm, b.vector(TensorRole::kAttnNorm, i, H));
     SLUICE_ASSIGN_OR_RETURN(L.wq, b.linear(TensorRole::kQProj, i, nq * d, H));
@@ -54,7 +55,8 @@ void Gemma3Model::embed(std::span<const int32_t> tokens, const Tensor& x) {
   const ModelConfig& c = config_;
   const int T = static_cast<int>(tokens.size());
   if (embed_info_ == nullptr) {
-    ops_.embedding({x, embed_, Tensor::make(const_cast<int32_t*>(tokens.data()), DType::kI32, {T}), c.embed_scale});
+    ops_.embedding({x, embed_, Tensor::make(const_cast<int32_t*>(tokens.data()), DType::kI32, {T}),
+                    c.embed_scale});
     return;
   }
   // A quantized table: dequantize each token's row (ids were validated by the caller), then
@@ -68,15 +70,13 @@ void Gemma3Model::embed(std::span<const int32_t> tokens, const Tensor& x) {
   }
 }
 
-void Gemma3Model::ensure_scratch(int T) {
-  s_.ensure(config_, T);
-}
+void Gemma3Model::ensure_scratch(int T) { s_.ensure(config_, T); }
 
-Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) {
+Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache,
+                            std::span<float> logits) {
   const ModelConfig& c = config_;
   SLUICE_RETURN_IF_ERROR(validate_forward_batch(c, batch, cache, logits));
   const int T = static_cast<int>(batch.tokens.size());
-  const int S = static_cast<int>(batch.seq_lens.size());
   ensure_scratch(T);
 
   const int64_t H = c.hidden_size, nq = c.num_heads;
@@ -90,13 +90,13 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   Tensor o = Tensor::make(s_.o.data(), DType::kF32, {T, H});
   Tensor pos = i32(batch.positions, {T});
   Tensor token_seq = i32(batch.token_seq, {T});
-  Tensor seq_lens = i32(batch.seq_lens, {S});
 
+  const DecoderStep step{ops_, c, cache, batch, s_};
   embed(batch.tokens, x);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     const Gemma3Layer& L = layers_[li];
-    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads;
     const int g = cache.group_of_layer(li);
     const KvGroupBatch& gb = batch.groups[g];
     Tensor q = Tensor::make(s_.q.data(), DType::kF32, {T, nq * d});
@@ -110,24 +110,17 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     ops_.rms_norm({q_heads, q_heads, L.q_norm, eps, one_plus});
     ops_.rms_norm({k_heads, k_heads, L.k_norm, eps, one_plus});
     const RopeConfig& r = lc.rope;
-    ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
-    ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
-    ops_.cache_write({k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
-    Tensor attn = Tensor::make(s_.attn.data(), DType::kF32, {T, nq, d});
-    const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
-                          i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
-                          c.attn_scale, window, c.attn_logit_softcap});
+    ops_.rope(
+        {q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
+    ops_.rope(
+        {k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
+    ops_.cache_write(
+        {k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
+    const Tensor attn = step.attend(li, q, pos, token_seq);
     linear(ops_, o, attn.view({T, nq * d}), L.wo);
     ops_.add_rms_norm({x, o, L.post_attn_norm, eps, one_plus});
 
-    ops_.rms_norm({a, x, L.ffn_norm, eps, one_plus});
-    Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
-    Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
-    Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    linear_group(ops_, a, {{gate, &L.w_gate}, {up, &L.w_up}});
-    ops_.geglu({act, gate, up});
-    linear(ops_, o, act, L.w_down);
+    step.dense_mlp(li, x, a, o, L.ffn_norm, L.w_gate, L.w_up, L.w_down);
     ops_.add_rms_norm({x, o, L.post_ffn_norm, eps, one_plus});
   }
 
@@ -135,7 +128,8 @@ Status Gemma3Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   const int R = static_cast<int>(batch.logit_rows.size());
   if (R == 0) return Status::ok();
   for (int i = 0; i < R; ++i) {
-    std::copy_n(s_.x.data() + static_cast<size_t>(batch.logit_rows[i]) * H, H, s_.o.data() + static_cast<size_t>(i) * H);
+    std::copy_n(s_.x.data() + static_cast<size_t>(batch.logit_rows[i]) * H, H,
+                s_.o.data() + static_cast<size_t>(i) * H);
   }
   Tensor rows = o.slice_rows(0, R);
   Tensor y = a.slice_rows(0, R);

@@ -16,8 +16,9 @@ namespace {
 
 // A [rows, cols] view of `t` with row stride `stride` (elements), starting `offset` elements in.
 Tensor strided_rows(const Tensor& t, int64_t offset, int64_t rows, int64_t cols, int64_t stride) {
-  Tensor v = Tensor::make(static_cast<uint8_t*>(t.data) + offset * static_cast<int64_t>(kernels::dtype_size(t.dtype)),
-                          t.dtype, {rows, cols});
+  Tensor v = Tensor::make(
+      static_cast<uint8_t*>(t.data) + offset * static_cast<int64_t>(kernels::dtype_size(t.dtype)),
+      t.dtype, {rows, cols});
   v.strides[0] = stride;
   return v;
 }
@@ -27,7 +28,8 @@ Tensor strided_rows(const Tensor& t, int64_t offset, int64_t rows, int64_t cols,
 StatusOr<std::unique_ptr<Gemma4Model>> Gemma4Model::load(ModelConfig config, WeightBinder binder,
                                                          const kernels::OpTable& ops) {
   if (config.arch != Arch::kGemma4) {
-    return Status::invalid_argument(fmt::format("Gemma4Model cannot run a {} config", arch_name(config.arch)));
+    return Status::invalid_argument(
+        fmt::format("Gemma4Model cannot run a {} config", arch_name(config.arch)));
   }
   std::unique_ptr<Gemma4Model> m(new Gemma4Model(std::move(config), std::move(binder), ops));
   const ModelConfig& c = m->config_;
@@ -36,17 +38,19 @@ StatusOr<std::unique_ptr<Gemma4Model>> Gemma4Model::load(ModelConfig config, Wei
   SLUICE_ASSIGN_OR_RETURN(m->embed_, b.matrix(TensorRole::kTokenEmbedding, -1, c.vocab_size, H));
   SLUICE_ASSIGN_OR_RETURN(m->final_norm_, b.vector(TensorRole::kFinalNorm, -1, H));
   if (P > 0) {
-    SLUICE_ASSIGN_OR_RETURN(m->ple_embed_,
-                            b.matrix(TensorRole::kPleEmbedding, -1, c.vocab_size_per_layer_input, L * P));
-    SLUICE_ASSIGN_OR_RETURN(m->ple_model_proj_, b.matrix(TensorRole::kPleModelProjection, -1, L * P, H));
+    SLUICE_ASSIGN_OR_RETURN(m->ple_embed_, b.matrix(TensorRole::kPleEmbedding, -1,
+                                                    c.vocab_size_per_layer_input, L * P));
+    SLUICE_ASSIGN_OR_RETURN(m->ple_model_proj_,
+                            b.matrix(TensorRole::kPleModelProjection, -1, L * P, H));
     SLUICE_ASSIGN_OR_RETURN(m->ple_proj_norm_, b.vector(TensorRole::kPleProjectionNorm, -1, P));
-    m->ple_embed_scale_ =
-        b.scale_for(TensorRole::kPleEmbedding, static_cast<float>(std::sqrt(static_cast<double>(P))));
+    m->ple_embed_scale_ = b.scale_for(TensorRole::kPleEmbedding,
+                                      static_cast<float>(std::sqrt(static_cast<double>(P))));
   }
   m->layers_.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     const LayerConfig& lc = c.layers[i];
-    const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int64_t d = lc.head_dim, nq = c.num_heads, nkv = lc.num_kv_heads,
+                  I = lc.intermediate_size;
     Gemma4Layer& Ly = m->layers_[i];
     SLUICE_ASSIGN_OR_RETURN(Ly.attn_norm, b.vector(TensorRole::kAttnNorm, i, H));
     SLUICE_ASSIGN_OR_RETURN(Ly.wq, b.linear(TensorRole::kQProj, i, nq * d, H));
@@ -85,7 +89,8 @@ StatusOr<std::unique_ptr<Gemma4Model>> Gemma4Model::load(ModelConfig config, Wei
       SLUICE_ASSIGN_OR_RETURN(Ly.router_scale, b.vector(TensorRole::kRouterScale, i, H));
       SLUICE_ASSIGN_OR_RETURN(Tensor pes, b.vector(TensorRole::kRouterPerExpertScale, i, E));
       Ly.per_expert_scale.assign(pes.ptr<const float>(), pes.ptr<const float>() + E);
-      SLUICE_ASSIGN_OR_RETURN(Ly.experts_gate_up, b.tensor(TensorRole::kExpertsGateUp, i, {E, 2 * Im, H}));
+      SLUICE_ASSIGN_OR_RETURN(Ly.experts_gate_up,
+                              b.tensor(TensorRole::kExpertsGateUp, i, {E, 2 * Im, H}));
       SLUICE_ASSIGN_OR_RETURN(Ly.experts_down, b.tensor(TensorRole::kExpertsDown, i, {E, H, Im}));
     }
   }
@@ -153,8 +158,8 @@ void Gemma4Model::moe(const Gemma4Layer& Ly, const Tensor& x, const Tensor& in, 
   expert_fill_.resize(E);
   const MoeWeights w{Ly.router_proj, Ly.router_scale, Ly.per_expert_scale, Ly.experts_gate_up,
                      Ly.experts_down};
-  const MoeWorkspace ws{router_, topk_idx_, topk_w_, expert_begin_, expert_fill_, expert_rows_,
-                        expert_w_, ex_in_, ex_gu_, ex_act_, ex_out_};
+  const MoeWorkspace ws{router_,   topk_idx_, topk_w_, expert_begin_, expert_fill_, expert_rows_,
+                        expert_w_, ex_in_,    ex_gu_,  ex_act_,       ex_out_};
   moe_forward(ops_, w, c.top_k_experts, c.rms_norm_eps, x, in, out, ws);
   observe("moe_top_k_index", current_layer_,
           Tensor::make(topk_idx_.data(), DType::kI32, {T, c.top_k_experts}));
@@ -162,15 +167,16 @@ void Gemma4Model::moe(const Gemma4Layer& Ly, const Tensor& x, const Tensor& in, 
           Tensor::make(topk_w_.data(), DType::kF32, {T, c.top_k_experts}));
 }
 
-Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std::span<float> logits) {
+Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache,
+                            std::span<float> logits) {
   const ModelConfig& c = config_;
   SLUICE_RETURN_IF_ERROR(validate_forward_batch(c, batch, cache, logits));
   const int num_tokens = static_cast<int>(batch.tokens.size());
-  const int S = static_cast<int>(batch.seq_lens.size());
   const int R = static_cast<int>(batch.logit_rows.size());
   ensure_scratch(std::max(num_tokens, R));  // R rows are gathered for the head
 
-  const int64_t H = c.hidden_size, nq = c.num_heads, L = c.num_layers, P = c.hidden_size_per_layer_input;
+  const int64_t H = c.hidden_size, nq = c.num_heads, L = c.num_layers,
+                P = c.hidden_size_per_layer_input;
   const float eps = c.rms_norm_eps;
   auto i32 = [](std::span<const int32_t> s, std::initializer_list<int64_t> shape) {
     return Tensor::make(const_cast<int32_t*>(s.data()), DType::kI32, shape);
@@ -181,7 +187,6 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   std::span<const int32_t> positions = batch.positions, token_seqs = batch.token_seq;
   float* ple = ple_.data();  // [T, L, P]
   bool compacted = false;
-  Tensor seq_lens = i32(batch.seq_lens, {S});
 
   {
     Tensor x = Tensor::make(s_.x.data(), DType::kF32, {T, H});
@@ -193,11 +198,12 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     }
   }
 
+  const DecoderStep step{ops_, c, cache, batch, s_};
   const int first_shared = c.num_layers - c.num_kv_shared_layers;
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerConfig& lc = c.layers[li];
     const Gemma4Layer& Ly = layers_[li];
-    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads, I = lc.intermediate_size;
+    const int64_t d = lc.head_dim, nkv = lc.num_kv_heads;
     const KvGroupBatch& gb = batch.groups[cache.group_of_layer(li)];
     const RopeConfig& r = lc.rope;
     current_layer_ = li;
@@ -208,7 +214,8 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
       if (R == 0) return Status::ok();
       for (int i = 0; i < R; ++i) {
         const int32_t row = batch.logit_rows[i];
-        std::copy_n(s_.x.data() + static_cast<size_t>(row) * H, H, s_.o.data() + static_cast<size_t>(i) * H);
+        std::copy_n(s_.x.data() + static_cast<size_t>(row) * H, H,
+                    s_.o.data() + static_cast<size_t>(i) * H);
         if (P > 0) {
           std::copy_n(ple_.data() + static_cast<size_t>(row) * L * P, L * P,
                       ple_tok_.data() + static_cast<size_t>(i) * L * P);
@@ -236,7 +243,8 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
     linear(ops_, q, a, Ly.wq);
     Tensor q_heads = q.view({T * nq, d});
     ops_.rms_norm({q_heads, q_heads, Ly.q_norm, eps, false});
-    ops_.rope({q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
+    ops_.rope(
+        {q.view({T, nq, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
     if (lc.owns_kv()) {
       Tensor k = Tensor::make(s_.k.data(), DType::kF32, {T, nkv * d});
       Tensor v = Tensor::make(s_.v.data(), DType::kF32, {T, nkv * d});
@@ -252,25 +260,17 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
         ops_.rms_norm({v_heads, v_heads, Tensor{}, eps, false});
       }
       ops_.rms_norm({k_heads, k_heads, Ly.k_norm, eps, false});
-      ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset, r.freq_dim});
-      ops_.cache_write({k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
+      ops_.rope({k.view({T, nkv, d}), pos, r.theta, r.freq_scale, r.num_pairs, r.pair_offset,
+                 r.freq_dim});
+      ops_.cache_write(
+          {k.view({T, nkv, d}), v.view({T, nkv, d}), cache.k(li), cache.v(li), i32(gb.slots, {T})});
     }
-    Tensor attn = Tensor::make(s_.attn.data(), DType::kF32, {T, nq, d});
-    const int window = lc.type == LayerType::kSliding ? c.sliding_window : 0;
-    ops_.paged_attention({attn, q.view({T, nq, d}), cache.k(li), cache.v(li), token_seq, pos,
-                          i32(gb.block_tables, {S, gb.max_blocks}), seq_lens, cache.block_size(),
-                          c.attn_scale, window, c.attn_logit_softcap});
+    const Tensor attn = step.attend(li, q, pos, token_seq);
     linear(ops_, o, attn.view({T, nq * d}), Ly.wo);
     ops_.add_rms_norm({x, o, Ly.post_attn_norm, eps, false});
 
     // Dense GeGLU MLP (2I wide on E2B's KV-shared layers: lc.intermediate_size says so).
-    ops_.rms_norm({a, x, Ly.ffn_norm, eps, false});
-    Tensor gate = Tensor::make(s_.gate.data(), DType::kF32, {T, I});
-    Tensor up = Tensor::make(s_.up.data(), DType::kF32, {T, I});
-    Tensor act = Tensor::make(s_.act.data(), DType::kF32, {T, I});
-    linear_group(ops_, a, {{gate, &Ly.w_gate}, {up, &Ly.w_up}});
-    ops_.geglu({act, gate, up});
-    linear(ops_, o, act, Ly.w_down);
+    step.dense_mlp(li, x, a, o, Ly.ffn_norm, Ly.w_gate, Ly.w_up, Ly.w_down);
     if (lc.moe) {
       // m = RMSNorm(dense; post_1) + RMSNorm(MoE(x); post_2), the router and the experts
       // reading the post-attention residual x.
@@ -288,7 +288,8 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
       Tensor g = Tensor::make(ple_gate_.data(), DType::kF32, {T, P});
       Tensor gp = Tensor::make(ple_gate_.data() + static_cast<size_t>(T) * P, DType::kF32, {T, P});
       linear(ops_, g, x, Ly.ple_gate);
-      ops_.geglu({gp, g, strided_rows(Tensor::make(ple, DType::kF32, {T, L * P}), li * P, T, P, L * P)});
+      ops_.geglu(
+          {gp, g, strided_rows(Tensor::make(ple, DType::kF32, {T, L * P}), li * P, T, P, L * P)});
       linear(ops_, o, gp, Ly.ple_proj);
       ops_.add_rms_norm({x, o, Ly.ple_post_norm, eps, false});
     }
@@ -300,7 +301,8 @@ Status Gemma4Model::forward(const ForwardBatch& batch, PagedKvCache& cache, std:
   // order, once compacted), norm them, run the tied head.
   if (R == 0) return Status::ok();
   for (int i = 0; i < R; ++i) {
-    const size_t row = compacted ? static_cast<size_t>(i) : static_cast<size_t>(batch.logit_rows[i]);
+    const size_t row =
+        compacted ? static_cast<size_t>(i) : static_cast<size_t>(batch.logit_rows[i]);
     std::copy_n(s_.x.data() + row * H, H, s_.o.data() + static_cast<size_t>(i) * H);
   }
   Tensor rows = Tensor::make(s_.o.data(), DType::kF32, {R, H});
