@@ -13,7 +13,6 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/moe.h"
-#include "kernels/cuda/paged_attention.h"
 
 namespace sluice::models::cuda {
 

@@ -10,7 +10,6 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/matmul.h"
-#include "kernels/cuda/paged_attention.h"
 
 namespace sluice::models::cuda {
 

@@ -126,6 +126,11 @@ __device__ __forceinline__ float dot8_bf16(const uint4& w, const uint4& x, float
   return acc;
 }
 
+// This thread's warp, counted over the grid (1-D grid of `warps_per_block`-warp blocks).
+__device__ __forceinline__ int64_t grid_warp(int warps_per_block) {
+  return static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -32,7 +32,7 @@ template <int MMAX>
 __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const __grid_constant__ GemvParams p) {
   start_after_producers();
   const int lane = threadIdx.x % 32;
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const int64_t warp = grid_warp(kGemvWarps);
   const bool geglu = p.geglu_rows > 0;
   // Weight row r of this warp: n0 + r, or (GeGLU) n0 + r * geglu_rows.
   const int64_t n0 = geglu ? warp : warp * kRows;

@@ -297,10 +297,17 @@ Status check_moe_experts(const MoeExpertsArgs& a) {
   return check_disjoint(op, "out", byte_span(a.out), "workspace", ws_span);
 }
 
-bool moe_experts_uses_gemv(const MoeExpertsArgs& a) {
-  if (!check_moe_experts(a).is_ok()) return false;
-  const int64_t T = a.experts.shape[0], k = a.experts.shape[1];
+namespace {
+
+// T tokens routed to k experts each take the decode path (moe_gemv.cu).
+bool decode_path(int64_t T, int64_t k) {
   return T >= 1 && T * k <= moe_internal::kGemvMaxRows && k <= moe_internal::kGemvMaxTopK;
+}
+
+}  // namespace
+
+bool moe_experts_uses_gemv(const MoeExpertsArgs& a) {
+  return check_moe_experts(a).is_ok() && decode_path(a.experts.shape[0], a.experts.shape[1]);
 }
 
 void moe_experts(const MoeExpertsArgs& a, void* stream) {
@@ -343,7 +350,7 @@ void moe_experts(const MoeExpertsArgs& a, void* stream) {
                "moe_experts: {} tiles exceed the workspace's tile list ({})", max_tiles,
                l.max_tiles);
   p.max_tiles = static_cast<int32_t>(max_tiles);
-  if (R <= moe_internal::kGemvMaxRows && k <= moe_internal::kGemvMaxTopK) {
+  if (decode_path(T, k)) {
     moe_internal::launch_moe_experts_gemv(p, stream);
   } else {
     moe_internal::launch_moe_experts(p, stream);

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads)
     gate_up_gemv_kernel(const __grid_constant__ ExpertsParams p) {
   start_after_producers();
   const int lane = threadIdx.x % 32;
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int64_t warp = grid_warp(kWarps);
   const int I = p.intermediate, H = p.hidden, k = p.top_k;
   const int64_t R = p.num_tokens * k;
   if (warp >= R * I) return;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads)
     down_gemv_kernel(const __grid_constant__ ExpertsParams p) {
   start_after_producers();
   const int lane = threadIdx.x % 32;
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int64_t warp = grid_warp(kWarps);
   const int I = p.intermediate, H = p.hidden, k = p.top_k;
   const int64_t col_pairs = (H + kDownCols - 1) / kDownCols;
   if (warp >= p.num_tokens * col_pairs) return;

@@ -48,9 +48,6 @@ Status check_qkv_prepare(const QkvPrepareArgs& a) {
     return fail(kOp, fmt::format("q has shape {}; expected head_dim <= {}", a.q.shape_string(),
                                  kMaxPrepareHeadDim));
   }
-  if (a.q.shape[1] > kMaxGridX) {
-    return fail(kOp, fmt::format("q has shape {}; too many heads", a.q.shape_string()));
-  }
   if (!a.k.defined() && !a.v.defined()) {
     for (const Tensor* t : {&a.k_cache, &a.v_cache, &a.slots}) {
       if (t->defined()) {
@@ -72,9 +69,12 @@ Status check_qkv_prepare(const QkvPrepareArgs& a) {
                                  "head_dim",
                                  a.q.shape_string(), a.k.shape_string()));
   }
-  if (a.q.shape[1] + 2 * a.k.shape[1] > kMaxGridX) {
-    return fail(kOp, fmt::format("q has shape {} and k {}; too many heads", a.q.shape_string(),
-                                 a.k.shape_string()));
+  // The grid's y extent: one CTA per kQkvPrepareHeadsPerCta head rows (q, k and v).
+  const int64_t rows = a.q.shape[1] + 2 * a.k.shape[1];
+  if ((rows + kQkvPrepareHeadsPerCta - 1) / kQkvPrepareHeadsPerCta > kMaxGridYZ) {
+    return fail(kOp, fmt::format("q has shape {} and k {}: {} head rows; expected at most {}",
+                                 a.q.shape_string(), a.k.shape_string(), rows,
+                                 kMaxGridYZ * kQkvPrepareHeadsPerCta));
   }
   // q is written in place; everything else the kernel writes is a cache.
   const Tensor* others[] = {&a.k, &a.v, &a.k_cache, &a.v_cache, &a.slots, &a.rope.positions};

@@ -15,7 +15,7 @@
 namespace sluice::kernels::cuda {
 namespace {
 
-constexpr int kPrepareWarps = 8;
+constexpr int kPrepareWarps = kQkvPrepareHeadsPerCta;
 constexpr int kPrepareThreads = kPrepareWarps * 32;
 
 __device__ __forceinline__ int elem_bytes(ElemType t) { return t == ElemType::kBF16 ? 2 : 4; }

@@ -40,6 +40,8 @@ struct QkvPrepareArgs {
 
 // d <= kMaxPrepareHeadDim (a warp stages one head row in shared memory).
 inline constexpr int kMaxPrepareHeadDim = 1024;
+// Head rows (q, k, v) per CTA: one per warp.
+inline constexpr int kQkvPrepareHeadsPerCta = 8;
 
 Status check_qkv_prepare(const QkvPrepareArgs& args);
 void qkv_prepare(const QkvPrepareArgs& args, void* stream);

@@ -263,6 +263,12 @@ TEST(QkvPrepareCheck, NamesTheBadArgument) {
   a.v = a.k;
   expect_invalid(check_qkv_prepare(a), {"q overlaps k"});
 
+  a = good_prepare();  // 16 + 2 * 300000 head rows: more CTAs than grid y holds
+  a.k = a.v = fake(0x1000000000, DType::kBF16, {4, 300000, 512});
+  a.k_cache = fake(0x2000000000, DType::kBF16, {64, 300000, 512});
+  a.v_cache = fake(0x3000000000, DType::kBF16, {64, 300000, 512});
+  expect_invalid(check_qkv_prepare(a), {"600016 head rows", "expected at most"});
+
   a = good_prepare();
   a.q = fake(0x10000000, DType::kBF16, {4, 16, 2048});
   a.q_norm = fake(0x20000000, DType::kBF16, {2048});
