@@ -16,6 +16,44 @@
 
 namespace sluice::kernels::cuda {
 
+#if defined(SLUICE_CUDA_EMU)
+// The CPU emulator's forms (tests/cuda_emu): the same contracts, as warp rendezvous.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  ::sluice_emu::cp_async16(dst, src, valid);
+}
+__device__ __forceinline__ void cp_async_commit() { ::sluice_emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  ::sluice_emu::cp_async_wait(N);
+}
+__device__ __forceinline__ void ldmatrix_collective(::sluice_emu::WarpOp op, uint32_t (&r)[4],
+                                                    const void* row) {
+  ::sluice_emu::Collective c{};
+  c.op = op;
+  c.mask = 0xffffffffu;
+  c.in[0] = reinterpret_cast<uintptr_t>(row);
+  ::sluice_emu::warp_collective(c);
+  for (int i = 0; i < 4; ++i) r[i] = static_cast<uint32_t>(c.out[i]);
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+  ldmatrix_collective(::sluice_emu::WarpOp::kLdMatrix, r, row);
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+  ldmatrix_collective(::sluice_emu::WarpOp::kLdMatrixTrans, r, row);
+}
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  ::sluice_emu::Collective col{};
+  col.op = ::sluice_emu::WarpOp::kMmaBf16;
+  col.mask = 0xffffffffu;
+  for (int i = 0; i < 4; ++i) col.in[i] = a[i];
+  col.in[4] = b0;
+  col.in[5] = b1;
+  for (int i = 0; i < 4; ++i) col.in[6 + i] = __float_as_uint(c[i]);
+  ::sluice_emu::warp_collective(col);
+  for (int i = 0; i < 4; ++i) c[i] = __uint_as_float(static_cast<uint32_t>(col.out[i]));
+}
+#else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -60,5 +98,6 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif  // SLUICE_CUDA_EMU
 
 }  // namespace sluice::kernels::cuda

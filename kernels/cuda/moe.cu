@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   constexpr int kARowsPerThread = BM / kRowsPerPass;
   constexpr int kBRowsPerThread = kBN / kRowsPerPass;
   static_assert(BM % kRowsPerPass == 0 && kBN % kRowsPerPass == 0, "tile rows per pass");
-  extern __shared__ __align__(16) uint16_t smem[];
+  SLUICE_DYNAMIC_SHARED(uint16_t, smem, 16);
   uint16_t* a_smem = smem;                          // [kStages][BM][kPitch]
   uint16_t* b_smem = smem + kStages * BM * kPitch;  // [kStages][kBN][kPitch]
 

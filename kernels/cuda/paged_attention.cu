@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 256 ? 2 : 1)
   constexpr int kKt = C::kKt, kCh = C::kCh, kNch = C::kNch, kDs = C::kDs;
   constexpr int kThreads = C::kThreads, kWarps = C::kWarps;
   constexpr int kRowBytes = C::kRowBytes;
-  extern __shared__ __align__(128) unsigned char smem[];
+  SLUICE_DYNAMIC_SHARED(unsigned char, smem, 128);
   __shared__ WorkItem item;
   __shared__ int32_t table_s[kTableCache];
   __shared__ int row_pos[ROWS];

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kMmaThreads, 2)
   start_after_producers();
   using C = MmaCfg<D>;
   constexpr int kKt = C::kKt;
-  extern __shared__ __align__(128) unsigned char smem[];
+  SLUICE_DYNAMIC_SHARED(unsigned char, smem, 128);
   __shared__ WorkItem item;
   __shared__ int32_t table_s[kTableCache];
   __shared__ int row_pos[kMmaRows];

@@ -26,11 +26,35 @@ __device__ __forceinline__ void start_after_producers() {
 #endif
 }
 
+// A kernel's dynamic shared memory: `extern __shared__ __align__(align) type name[]`, which
+// the CPU emulator spells as a pointer to its per-launch buffer.
+#if defined(SLUICE_CUDA_EMU)
+#define SLUICE_DYNAMIC_SHARED(type, name, align) \
+  type* name = static_cast<type*>(::sluice_emu::dynamic_smem())
+#else
+#define SLUICE_DYNAMIC_SHARED(type, name, align) extern __shared__ __align__(align) type name[]
+#endif
+
 // Whether launches on the calling thread's current device use programmatic dependent
 // launch: compute capability 9.0 or later, unless SLUICE_PDL=0 in the environment (for
 // measurements). Read once per device (pdl.cpp).
 bool pdl_enabled();
 
+#if defined(SLUICE_CUDA_EMU)
+// The CPU emulator (tests/cuda_emu) runs the kernel where a GPU would launch it.
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, void* stream,
+                Args&&... args) {
+  ::sluice_emu::launch_kernel(kernel, grid, block, smem_bytes, static_cast<cudaStream_t>(stream),
+                              std::forward<Args>(args)...);
+  SLUICE_CUDA_CHECK(cudaGetLastError());
+}
+template <typename... Params, typename... Args>
+void launch_plain(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+                  void* stream, Args&&... args) {
+  launch_pdl(kernel, grid, block, smem_bytes, stream, std::forward<Args>(args)...);
+}
+#else
 // kernel<<<grid, block, smem_bytes, stream>>>(args...), with programmatic stream
 // serialization where pdl_enabled(). The kernel must begin with start_after_producers().
 template <typename... Params, typename... Args>
@@ -49,5 +73,16 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_by
   SLUICE_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
   SLUICE_CUDA_CHECK(cudaGetLastError());
 }
+
+// kernel<<<grid, block, smem_bytes, stream>>>(args...), an ordinary launch (for kernels that
+// do not begin with start_after_producers).
+template <typename... Params, typename... Args>
+void launch_plain(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+                  void* stream, Args&&... args) {
+  kernel<<<grid, block, smem_bytes, static_cast<cudaStream_t>(stream)>>>(
+      std::forward<Args>(args)...);
+  SLUICE_CUDA_CHECK(cudaGetLastError());
+}
+#endif
 
 }  // namespace sluice::kernels::cuda

@@ -9,6 +9,7 @@
 
 #include "common/counter_rng.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/pdl.cuh"
 
 // .cu files include no fmt-based header (common/check.h): nvcc cannot compile fmt in the
 // header-only form the GPU build uses. Violations here are caller bugs: print and abort.
@@ -48,21 +49,22 @@ void fill_uniform(const Tensor& t, uint64_t seed, float lo, float hi, void* stre
   if (n == 0) return;
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65536));
-  auto s = static_cast<cudaStream_t>(stream);
   switch (t.dtype) {
     case DType::kF32:
-      fill_uniform_kernel<<<blocks, threads, 0, s>>>(t.ptr<float>(), n, seed, lo, hi);
+      launch_plain(fill_uniform_kernel<float>, dim3(blocks), dim3(threads), 0, stream,
+                   t.ptr<float>(), n, seed, lo, hi);
       break;
     case DType::kBF16:
-      fill_uniform_kernel<<<blocks, threads, 0, s>>>(t.ptr<__nv_bfloat16>(), n, seed, lo, hi);
+      launch_plain(fill_uniform_kernel<__nv_bfloat16>, dim3(blocks), dim3(threads), 0, stream,
+                   t.ptr<__nv_bfloat16>(), n, seed, lo, hi);
       break;
     case DType::kF16:
-      fill_uniform_kernel<<<blocks, threads, 0, s>>>(t.ptr<__half>(), n, seed, lo, hi);
+      launch_plain(fill_uniform_kernel<__half>, dim3(blocks), dim3(threads), 0, stream,
+                   t.ptr<__half>(), n, seed, lo, hi);
       break;
     default:
       require(false, "dtype must be f32, bf16 or f16");
   }
-  SLUICE_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace sluice::kernels::cuda

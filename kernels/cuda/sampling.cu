@@ -28,6 +28,7 @@
 
 #include "common/counter_rng.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/sampling.h"
 
 namespace sluice::kernels::cuda {
@@ -616,7 +617,7 @@ __device__ __noinline__ Selection select_in_row(const RowCtx& r, Shared& sh, u64
 
 __global__ void __launch_bounds__(kThreads, 1)
     sample_kernel(const __grid_constant__ SampleParams p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SLUICE_DYNAMIC_SHARED(unsigned char, smem_raw, 16);
   Shared& sh = *reinterpret_cast<Shared*>(smem_raw);
   const int row = blockIdx.x;
   const SamplingRowParams prm = p.params[row];
@@ -695,6 +696,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     last = first_slot(sh, kNumBuckets, Mode::kMassAbove, target, 0, 0);
   }
   const int num_candidates = static_cast<int>(sh.count[last]);
+  // Every thread has read the histogram before either path reuses it (the slow path's radix
+  // selection clears it): without this barrier a warp that ran ahead could zero count[last]
+  // under a warp that had not read it yet, and the two would take different paths.
+  __syncthreads();
 
   int token;
   if (num_candidates <= kListCapacity) {
@@ -786,9 +791,8 @@ void launch_sample(const SampleParams& p, void* stream) {
   // NOTE: a function attribute, not a stream operation: allowed during graph capture.
   SLUICE_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(kSmemBytes)));
-  sample_kernel<<<static_cast<unsigned>(p.rows), kThreads, kSmemBytes,
-                  static_cast<cudaStream_t>(stream)>>>(p);
-  SLUICE_CUDA_CHECK(cudaGetLastError());
+  launch_plain(sample_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kThreads), kSmemBytes,
+               stream, p);
 }
 
 }  // namespace sluice::kernels::cuda

@@ -14,6 +14,7 @@
 // relative error is bounded, not bit-exact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -303,11 +304,17 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   const double noise = rel_err(noisy, want);
   // 5x the CPU's own bf16-residual noise for the first step. Decode steps get 8x: on the
-  // H200 the worst of 16 decode steps reached 7.0% (moe; its router runs in bf16 where the
-  // CPU's runs in f32, so a near-tied expert can swap) and 5.5% (e2b) against first steps
-  // of 3.9% and 2.4%, with per-layer errors growing smoothly (no layer jumps).
+  // H200 the worst of 16 decode steps reached 7.0% (moe) and 5.5% (e2b) against first steps
+  // of 3.9% and 2.4%, with per-layer errors growing smoothly (no layer jumps). The MoE's
+  // steps may spike to 12x: where two experts tie at the top-8 boundary within bf16 noise,
+  // the GPU and the CPU route one of eight differently. With the router in f32 on both
+  // sides its steps still ran 1.4-3.2% with single spikes of 4.5% and 7.0% (CUDA emulator,
+  // 2026-11-28), so the spikes come from the activations, not from the router's precision.
+  // The median step must stay under half the dense bound: a systematic error cannot hide
+  // behind the spike allowance.
   const double bound = std::max(2e-2, 5 * noise);
   const double decode_bound = std::max(3e-2, 8 * noise);
+  const double step_bound = spec.experts > 0 ? 1.5 * decode_bound : decode_bound;
 
   // First step, eager (a prefill), recording every layer's output.
   ASSERT_TRUE(gm.set_record_layers(true).is_ok());
@@ -342,6 +349,7 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
   EXPECT_EQ(gt[0], argmax(got)) << "forward_greedy after the prompt";
   int flips = 0;
   double worst = err;
+  std::vector<double> step_errs;
   for (int i = 0; i < 16; ++i) {
     const int32_t ct = argmax(want), g_arg = argmax(got);
     if (g_arg != ct) {
@@ -362,10 +370,16 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
     EXPECT_EQ(gt[0], argmax(got)) << "forward_greedy at step " << i;
     const double e = rel_err(got, want);
     worst = std::max(worst, e);
-    EXPECT_LT(e, decode_bound) << "decode step " << i;
+    step_errs.push_back(e);
+    EXPECT_LT(e, step_bound) << "decode step " << i;
   }
-  std::printf("synthetic gemma4 %s: worst decode logits rel err %.3g; %d near-tie argmax flips\n",
-              spec.name, worst, flips);
+  std::nth_element(step_errs.begin(), step_errs.begin() + step_errs.size() / 2, step_errs.end());
+  const double median = step_errs[step_errs.size() / 2];
+  EXPECT_LT(median, 0.5 * decode_bound) << "median decode step";
+  std::printf(
+      "synthetic gemma4 %s: decode logits rel err median %.3g, worst %.3g (bound %.3g); %d "
+      "near-tie argmax flips\n",
+      spec.name, median, worst, step_bound, flips);
   EXPECT_GT(gm.num_graphs(), 0);
   fs::remove_all(dir);
 }
