@@ -443,6 +443,17 @@ std::string deadlock_report() {
   return s;
 }
 
+// SLUICE_EMU_ORDER=reverse: run a block's threads from the last to the first, so that the
+// later warps run ahead of the earlier ones (the default order lets the earlier ones run
+// ahead); a race between warps shows in one order or the other.
+bool reverse_order() {
+  static const bool reverse = [] {
+    const char* env = std::getenv("SLUICE_EMU_ORDER");
+    return env != nullptr && std::string(env) == "reverse";
+  }();
+  return reverse;
+}
+
 // Runs one block to completion. Returns false (g_exec.error set) when it failed.
 bool run_block(dim3 grid, dim3 block, uint3 block_idx) {
   const int n = static_cast<int>(block.x * block.y * block.z);
@@ -465,9 +476,11 @@ bool run_block(dim3 grid, dim3 block, uint3 block_idx) {
     f.stack = stacks + static_cast<size_t>(t) * kStackBytes;
     prepare_fiber(f);
   }
+  const bool reverse = reverse_order();
   for (;;) {
     bool ran = false;
-    for (Fiber& f : g_exec.fibers) {
+    for (int i = 0; i < n; ++i) {
+      Fiber& f = g_exec.fibers[reverse ? n - 1 - i : i];
       if (f.state != State::kRunnable) continue;
       ran = true;
       resume(f);
