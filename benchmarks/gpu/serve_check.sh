@@ -9,11 +9,16 @@
 #   benchmarks/gpu/serve_check.sh
 # Here, to check the script itself on the CPU build:
 #   SERVE_DIR=build/bin benchmarks/gpu/serve_check.sh --device cpu
+# and on the CUDA emulator (ctest cli.serve_cuda_emu, with a smaller sweep):
+#   SERVE_DIR=build/cuda_emu_serve SERVE_BENCH_PROMPTS=16 SERVE_BENCH_OUTPUT_LEN=8 \
+#     benchmarks/gpu/serve_check.sh --device cuda
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 device=cuda
 [ "${1:-}" = "--device" ] && device=$2
 dir=${SERVE_DIR:-build-gpu/serve}
+bench_prompts=${SERVE_BENCH_PROMPTS:-48}
+bench_output_len=${SERVE_BENCH_OUTPUT_LEN:-32}
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
 report=$OUT/serve_check.txt
@@ -56,7 +61,7 @@ print('ok')" "$s")
   check "$m: stream, 4 ids, usage, [DONE]" "$([ "$out" = ok ]; echo $?)" "$(echo "$s" | tail -c 300)"
   if [ -x "$dir/sluice-bench" ]; then
     timeout 120 "$dir/sluice-bench" --base-url "$url" --endpoint completions --dataset random \
-      --input-len 64 --output-len 32 --num-prompts 48 --max-concurrency 1,16 \
+      --input-len 64 --output-len "$bench_output_len" --num-prompts "$bench_prompts" --max-concurrency 1,16 \
       --save-result "$OUT/serve_bench_$m.json" > "$OUT/serve_bench_$m.txt" 2>&1
     rc=$?
     out=$(py "
