@@ -33,6 +33,13 @@
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)  // fiber switches announced to AddressSanitizer
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define SLUICE_EMU_ASAN 1
+#else
+#define SLUICE_EMU_ASAN 0
+#endif
 
 #include "cuda_emu.h"
 
@@ -113,6 +120,10 @@ struct Executor {
 #else
   ucontext_t scheduler;
 #endif
+  // AddressSanitizer: the scheduler's stack, learnt at a fiber's first entry.
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_bytes = 0;
+  void* scheduler_fake_stack = nullptr;
 };
 
 std::mutex g_launch_mutex;  // one grid at a time: __shared__ statics, the executor
@@ -137,13 +148,21 @@ std::string thread_name(const Fiber& f) {
          std::to_string(c.thread_idx.y) + "," + std::to_string(c.thread_idx.z) + ")";
 }
 
-// Back to the scheduler from the running fiber.
+// Back to the scheduler from the running fiber (for good when it is done).
 void yield_to_scheduler() {
   Fiber& f = running();
+#if SLUICE_EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(f.state == State::kDone ? nullptr : &fake_stack,
+                                 g_exec.scheduler_stack, g_exec.scheduler_stack_bytes);
+#endif
 #if defined(__x86_64__)
   sluice_emu_switch(&f.sp, g_exec.scheduler_sp);
 #else
   swapcontext(&f.ctx, &g_exec.scheduler);
+#endif
+#if SLUICE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
 }
 
@@ -157,6 +176,9 @@ void kernel_error(const std::string& what) {
 }
 
 void fiber_main() {
+#if SLUICE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &g_exec.scheduler_stack, &g_exec.scheduler_stack_bytes);
+#endif
   (*g_exec.body)();
   running().state = State::kDone;
   yield_to_scheduler();
@@ -165,16 +187,27 @@ void fiber_main() {
 
 void resume(Fiber& f) {
   g_exec.current = &f;
+#if SLUICE_EMU_ASAN
+  __sanitizer_start_switch_fiber(&g_exec.scheduler_fake_stack, f.stack, kStackBytes);
+#endif
 #if defined(__x86_64__)
   sluice_emu_switch(&g_exec.scheduler_sp, f.sp);
 #else
   swapcontext(&g_exec.scheduler, &f.ctx);
+#endif
+#if SLUICE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(g_exec.scheduler_fake_stack, nullptr, nullptr);
 #endif
   g_exec.current = nullptr;
 }
 
 void prepare_fiber(Fiber& f) {
   char* top = f.stack + kStackBytes;
+#if SLUICE_EMU_ASAN
+  // A fiber abandoned mid-block (a failed launch) leaves its frames' red zones poisoned.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  ASAN_UNPOISON_MEMORY_REGION(f.stack + page, kStackBytes - page);
+#endif
 #if defined(__x86_64__)
   // The frame sluice_emu_switch pops: six registers, then the return address fiber_main
   // starts at, above it a zero as fiber_main's own return address (never used).
@@ -459,6 +492,9 @@ bool run_block(dim3 grid, dim3 block, uint3 block_idx) {
   const int n = static_cast<int>(block.x * block.y * block.z);
   g_exec.fibers.resize(n);
   g_exec.warp_arrived.assign((n + 31) / 32, 0);
+  // Every block's dynamic shared memory starts as NaN: a read before the block wrote it
+  // shows, instead of seeing the previous block's data.
+  std::fill(g_exec.smem.begin(), g_exec.smem.end(), 0xFF);
   char* stacks = fiber_stacks();
   for (int t = 0; t < n; ++t) {
     Fiber& f = g_exec.fibers[t];
