@@ -16,5 +16,8 @@ std::string shared_data_path(const std::string& rel);
 std::string default_model_path();
 // Reads a whole file; empty string when missing.
 std::string read_file(const std::string& path);
+// <temp dir>/<name>.<pid>: a scratch path no other test process shares (ctest runs test
+// binaries side by side, and one test may run in two of them).
+std::string scratch_path(const std::string& name);
 
 }  // namespace sluice::testing

@@ -27,43 +27,29 @@ namespace {
 
 constexpr double kGiB = 1073741824.0;
 
-// Host values of a bound weight as bf16 bits, appended to `out`.
-void append_bf16(const Tensor& t, std::vector<uint16_t>& out) {
+// Host values of a bound weight stored as `to` (bf16 or f32), appended to `out` as bytes:
+// copied when the dtypes match, else converted through f32 (exact for every source type).
+void append_as(const Tensor& t, DType to, std::vector<unsigned char>& out) {
+  SLUICE_CHECK(t.dtype != DType::kI32, "integer weight");
   const int64_t n = t.numel();
+  const size_t elem = to == DType::kF32 ? 4 : 2;
   const size_t base = out.size();
-  out.resize(base + n);
-  switch (t.dtype) {
-    case DType::kBF16:
-      std::memcpy(out.data() + base, t.data, n * 2);
-      break;
-    case DType::kF32:
-      for (int64_t i = 0; i < n; ++i) out[base + i] = f32_to_bf16(t.ptr<float>()[i]);
-      break;
-    case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) out[base + i] = f32_to_bf16(f16_to_f32(t.ptr<uint16_t>()[i]));
-      break;
-    case DType::kI32:
-      SLUICE_CHECK(false, "integer weight");
+  out.resize(base + static_cast<size_t>(n) * elem);
+  unsigned char* dst = out.data() + base;
+  if (t.dtype == to) {
+    std::memcpy(dst, t.data, static_cast<size_t>(n) * elem);
+    return;
   }
-}
-
-// Host values of a bound weight as f32, appended to `out`.
-void append_f32(const Tensor& t, std::vector<float>& out) {
-  const int64_t n = t.numel();
-  const size_t base = out.size();
-  out.resize(base + n);
-  switch (t.dtype) {
-    case DType::kF32:
-      std::memcpy(out.data() + base, t.data, n * 4);
-      break;
-    case DType::kBF16:
-      for (int64_t i = 0; i < n; ++i) out[base + i] = bf16_to_f32(t.ptr<uint16_t>()[i]);
-      break;
-    case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) out[base + i] = f16_to_f32(t.ptr<uint16_t>()[i]);
-      break;
-    case DType::kI32:
-      SLUICE_CHECK(false, "integer weight");
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = t.dtype == DType::kF32    ? t.ptr<float>()[i]
+                    : t.dtype == DType::kBF16 ? bf16_to_f32(t.ptr<uint16_t>()[i])
+                                              : f16_to_f32(t.ptr<uint16_t>()[i]);
+    if (to == DType::kF32) {
+      std::memcpy(dst + i * 4, &v, 4);
+    } else {
+      const uint16_t bits = f32_to_bf16(v);
+      std::memcpy(dst + i * 2, &bits, 2);
+    }
   }
 }
 
@@ -154,19 +140,12 @@ StatusOr<Tensor> CudaModelBase::upload_matrix(std::vector<TensorRole> roles, int
                           DeviceMemory::allocate(static_cast<size_t>(rows * cols) * elem, what));
   Tensor t = dev_contig(mem.data(), dtype, {rows, cols});
   if (binder_ != nullptr) {
-    std::vector<uint16_t> bf16;
-    std::vector<float> f32;
+    std::vector<unsigned char> host;
     for (size_t i = 0; i < roles.size(); ++i) {
       SLUICE_ASSIGN_OR_RETURN(Tensor part, binder_->matrix(roles[i], layer, part_rows[i], cols));
-      if (dtype == DType::kF32) {
-        append_f32(part, f32);
-      } else {
-        append_bf16(part, bf16);
-      }
+      append_as(part, dtype, host);
     }
-    const void* host = dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : bf16.data();
-    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host, static_cast<size_t>(rows * cols) * elem,
-                                 cudaMemcpyHostToDevice));
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
   } else {
     kc::fill_uniform(t, seed_ + tensor_index_++, -range, range, stream_);
   }
@@ -194,9 +173,9 @@ StatusOr<Tensor> CudaModelBase::upload_tensor(TensorRole role, int layer,
   }
   if (binder_ != nullptr) {
     SLUICE_ASSIGN_OR_RETURN(Tensor host_t, binder_->tensor(role, layer, shape));
-    std::vector<uint16_t> host;
-    append_bf16(host_t, host);
-    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+    std::vector<unsigned char> host;
+    append_as(host_t, DType::kBF16, host);
+    SLUICE_CUDA_CHECK(cudaMemcpy(mem.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
   } else {
     // fill_uniform takes a flat view.
     kc::fill_uniform(dev_contig(mem.data(), DType::kBF16, {n}), seed_ + tensor_index_++, -range,

@@ -81,8 +81,8 @@ void cp_async_wait(int groups_left);
 void launch(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
             std::function<void()> body);
 
-// Runs `op` now, or records it when `stream` is capturing (host-side work of the emulated
-// libraries, such as cuBLASLt's GEMM).
+// Runs `op` now, or records it when `stream` is capturing: every stream operation of the
+// emulated runtime (launches, copies, sets, events) and libraries (cuBLASLt's GEMM).
 void enqueue(cudaStream_t stream, std::function<void()> op);
 
 template <typename... Params, typename... Args>

@@ -545,9 +545,7 @@ bool run_block(dim3 grid, dim3 block, uint3 block_idx) {
 
 // ---- streams, graphs, events ----
 
-struct Op {
-  std::function<void()> run;
-};
+using Op = std::function<void()>;  // a recorded stream operation
 
 }  // namespace
 }  // namespace sluice_emu
@@ -608,16 +606,6 @@ cudaError_t fail(cudaError_t e) {
   return e;
 }
 
-// Runs `op` now, or records it when `stream` is capturing.
-cudaError_t submit(cudaStream_t stream, std::function<void()> op) {
-  if (stream != nullptr && stream->capturing) {
-    stream->captured.push_back(Op{std::move(op)});
-    return cudaSuccess;
-  }
-  op();
-  return cudaSuccess;
-}
-
 void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes,
               const std::function<void()>& body) {
   std::lock_guard<std::mutex> lock(g_launch_mutex);
@@ -642,7 +630,13 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes,
 
 }  // namespace
 
-void enqueue(cudaStream_t stream, std::function<void()> op) { submit(stream, std::move(op)); }
+void enqueue(cudaStream_t stream, std::function<void()> op) {
+  if (stream != nullptr && stream->capturing) {
+    stream->captured.push_back(std::move(op));
+  } else {
+    op();
+  }
+}
 
 const ThreadCoords& coords() { return running().coords; }
 
@@ -725,7 +719,7 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t smem_bytes, cudaSt
       return;
     }
   }
-  submit(stream, [kernel, grid, block, smem_bytes, body = std::move(body)] {
+  enqueue(stream, [kernel, grid, block, smem_bytes, body = std::move(body)] {
     run_grid(kernel, grid, block, smem_bytes, body);
   });
 }
@@ -954,18 +948,20 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
                             cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
-  return sluice_emu::submit(stream, [=] { std::memmove(dst, src, bytes); });
+  sluice_emu::enqueue(stream, [=] { std::memmove(dst, src, bytes); });
+  return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
                               size_t width, size_t height, cudaMemcpyKind, cudaStream_t stream) {
   if (width > dpitch || width > spitch) return fail(cudaErrorInvalidValue);
-  return sluice_emu::submit(stream, [=] {
+  sluice_emu::enqueue(stream, [=] {
     for (size_t r = 0; r < height; ++r) {
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                    width);
     }
   });
+  return cudaSuccess;
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
@@ -975,16 +971,18 @@ cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
 }
 
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
-  return sluice_emu::submit(stream, [=] { std::memset(dst, value, bytes); });
+  sluice_emu::enqueue(stream, [=] { std::memset(dst, value, bytes); });
+  return cudaSuccess;
 }
 
 cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
                               cudaStream_t stream) {
   if (width > pitch) return fail(cudaErrorInvalidValue);
-  return sluice_emu::submit(stream, [=] {
+  sluice_emu::enqueue(stream, [=] {
     for (size_t r = 0; r < height; ++r)
       std::memset(static_cast<char*>(dst) + r * pitch, value, width);
   });
+  return cudaSuccess;
 }
 
 // ---- streams and graphs ----
@@ -1063,7 +1061,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (exec == nullptr) return fail(cudaErrorInvalidValue);
   if (stream != nullptr && stream->capturing) return fail(cudaErrorStreamCaptureUnsupported);
-  for (const sluice_emu::Op& op : exec->ops) op.run();
+  for (const sluice_emu::Op& op : exec->ops) op();
   return cudaSuccess;
 }
 
@@ -1095,7 +1093,8 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-  return sluice_emu::submit(stream, [event] { event->at = std::chrono::steady_clock::now(); });
+  sluice_emu::enqueue(stream, [event] { event->at = std::chrono::steady_clock::now(); });
+  return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }

@@ -142,7 +142,7 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
   }
 
   // The CPU engine on the same bf16 weights.
-  const fs::path bf16 = fs::temp_directory_path() / ("sluice_cuda_engine_" + GetParam());
+  const fs::path bf16 = sluice::testing::scratch_path("sluice_cuda_engine_" + GetParam());
   sluice::testing::write_bf16_copy(dir, bf16);
   auto cpu = models::load_model(bf16.string(), {}, kernels::cpu_ops());
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();

@@ -136,7 +136,7 @@ void write_synthetic_270m(const fs::path& dir, uint64_t seed) {
 
 TEST(Gemma3GpuSynthetic, GreedyTokensOf270mShapesMatchCpu) {
   SLUICE_SKIP_WITHOUT_GPU();
-  const fs::path dir = fs::temp_directory_path() / "sluice_synthetic_270m";
+  const fs::path dir = sluice::testing::scratch_path("sluice_synthetic_270m");
   write_synthetic_270m(dir, 20261127);
   auto cpu = load_model(dir.string(), {}, kernels::cpu_ops());
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();

@@ -276,7 +276,7 @@ TEST_P(Gemma4GpuSynthetic, LogitsAndGreedyTokensMatchCpu) {
   SLUICE_SKIP_WITHOUT_GPU();
   const Synthetic& spec = GetParam();
   const fs::path dir =
-      fs::temp_directory_path() / (std::string("sluice_synthetic_gemma4_") + spec.name);
+      sluice::testing::scratch_path(std::string("sluice_synthetic_gemma4_") + spec.name);
   write_synthetic(dir, spec, 20261128);
   auto cpu = load_model(dir.string(), {}, kernels::cpu_ops());
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();

@@ -219,7 +219,7 @@ void check_fixture_logits(const std::string& name, Load&& load, double vs_cpu_bf
                           double vs_transformers) {
   namespace fs = std::filesystem;
   using nlohmann::json;
-  const fs::path bf16_dir = fs::temp_directory_path() / ("sluice_bf16_" + name);
+  const fs::path bf16_dir = scratch_path("sluice_bf16_" + name);
   write_bf16_copy(fixture_path(name), bf16_dir);
   const std::string dir = bf16_dir.string();
   auto cpu = models::load_model(dir, {}, kernels::cpu_ops());
