@@ -12,8 +12,9 @@
 //     memory is a per-launch buffer, device memory is host memory;
 //   - cp.async copies land when the issuing thread waits for their group, not before, so a
 //     read that does not wait sees stale data as it could on a GPU.
-// What it cannot show: timing, occupancy, register or memory-ordering effects, misaligned
-// vector accesses (x86 tolerates them). It runs the kernels' index math and control flow
+// What it cannot show: timing, occupancy, register or memory-ordering effects. Misaligned
+// vector accesses, which x86 tolerates, abort through the alignment sanitizer every
+// emulated build is compiled with. It runs the kernels' index math and control flow
 // exactly, which is what the GPU tests check when no GPU is lent.
 //
 // This header is C++ that stands in for nvcc's device dialect; kernel sources test

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <thread>
 
 #include "engine/executor_cuda/cuda_executor.h"
 #include "engine/models/loader.h"
@@ -163,6 +164,77 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaEngine,
                          ::testing::Values("gemma3_tiny_d256", "gemma4_e2b_realdims"));
+
+// Device memory in use, as the runtime counts it.
+size_t device_bytes_used() {
+  size_t free_bytes = 0, total_bytes = 0;
+  SLUICE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return total_bytes - free_bytes;
+}
+
+// Serving gives back every device byte it took: an engine that ran a mixed batch (n = 3
+// forks, a request aborted mid-decode) and was destroyed, and a load refused for lack of
+// memory, leave the device as they found it, and the KV gauge at 0 before that.
+TEST(CudaEngineMemory, EveryDeviceByteComesBack) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  // Exact under the emulator; on a GPU the driver counts in pages.
+#if defined(SLUICE_CUDA_EMU)
+  constexpr size_t kSlack = 0;
+#else
+  constexpr size_t kSlack = 2u << 20;
+#endif
+  const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
+  EngineConfig ec;
+  ec.block_size = 16;
+  ec.max_num_seqs = 8;
+  ec.max_num_batched_tokens = 64;
+  {
+    // A first engine: what a process creates once (library handles) is not the engine's.
+    auto engine = cuda_engine(dir, ec);
+    ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+    const int V = (*engine)->model_config().vocab_size;
+    run_all(**engine, {greedy_request(prompt_of(20, V, 1), 4, 1)});
+  }
+  const size_t before = device_bytes_used();
+  {
+    auto engine = cuda_engine(dir, ec);
+    ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+    EXPECT_GT(device_bytes_used(), before) << "the engine holds its weights and KV pool";
+    const int V = (*engine)->model_config().vocab_size;
+    // One request aborted after its first tokens.
+    auto sink = std::make_shared<Collect>(1);
+    const RequestId id = (*engine)->submit(greedy_request(prompt_of(30, V, 4), 200, 1), sink);
+    for (int i = 0; i < 6000 && sink->tokens(0).size() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_GE(sink->tokens(0).size(), 2u);
+    (*engine)->abort(id);
+    EXPECT_TRUE(sink->wait());
+    EXPECT_TRUE(sink->aborted());
+    run_all(**engine, {greedy_request(prompt_of(20, V, 1), 12, 3),
+                       greedy_request(prompt_of(40, V, 2), 12, 1)});
+    const EngineStats stats = (*engine)->stats();
+    for (size_t g = 0; g < stats.kv_blocks_used.size(); ++g) {
+      EXPECT_EQ(stats.kv_blocks_used[g], 0) << "KV group " << g;
+    }
+  }
+  const size_t after_engine = device_bytes_used();
+  EXPECT_LE(std::max(after_engine, before) - std::min(after_engine, before), kSlack)
+      << "before " << before << " bytes, after the engine " << after_engine;
+
+  auto files = models::open_model_files(dir);
+  ASSERT_TRUE(files.is_ok()) << files.status().to_string();
+  models::cuda::CudaModelOptions o;
+  o.max_num_tokens = 1 << 30;  // scratch for 2^30 tokens cannot be allocated
+  o.max_num_seqs = 2;
+  o.num_blocks.assign(models::kv_group_layouts(files->config).size(), 8);
+  auto refused = load_cuda_model(*files, o);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  const size_t after_refusal = device_bytes_used();
+  EXPECT_LE(std::max(after_refusal, before) - std::min(after_refusal, before), kSlack)
+      << "before " << before << " bytes, after the refused load " << after_refusal;
+}
 
 TEST(CudaEngineErrors, NoDeviceOrBadFilesAreStatuses) {
   // Runs everywhere: a missing model is a Status, never a crash.
