@@ -178,7 +178,10 @@ void bench_decode(const BenchArgs& args, cudaStream_t stream, Report& report,
 int main(int argc, char** argv) {
   using namespace sluice::bench;
   const Session session(argc, argv);
-  sluice::kernels::cuda::init_blas();
+  if (const sluice::Status blas = sluice::kernels::cuda::init_blas(); !blas.is_ok()) {
+    std::fprintf(stderr, "gpu_ceilings_bench: %s\n", blas.to_string().c_str());
+    return 1;
+  }
 
   Report report("ceilings: copy bandwidth, bf16 matmul rate, decode-shaped matmuls");
   Ceilings ceilings;

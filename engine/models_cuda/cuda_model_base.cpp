@@ -8,6 +8,7 @@
 
 #include "common/check.h"
 #include "common/half.h"
+#include "common/log.h"
 #include "engine/models_cuda/tensor_views.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -24,8 +25,6 @@ using kernels::Tensor;
 namespace kc = kernels::cuda;
 
 namespace {
-
-constexpr double kGiB = 1073741824.0;
 
 // Host values of a bound weight stored as `to` (bf16 or f32), appended to `out` as bytes:
 // copied when the dtypes match, else converted through f32 (exact for every source type).
@@ -56,8 +55,10 @@ void append_as(const Tensor& t, DType to, std::vector<unsigned char>& out) {
 }  // namespace
 
 CudaModelBase::~CudaModelBase() {
-  for (auto& [key, exec] : graphs_)
-    SLUICE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+  for (auto& [key, exec] : graphs_) {
+    if (exec != nullptr)
+      SLUICE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)));
+  }
   for (void* e : profile_events_) SLUICE_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(e)));
   if (stream_ != nullptr) {
     SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
@@ -118,7 +119,7 @@ Status CudaModelBase::init(ModelConfig config, const CudaModelOptions& options,
   cudaStream_t stream = nullptr;
   SLUICE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   stream_ = stream;
-  kc::init_blas();
+  SLUICE_RETURN_IF_ERROR(kc::init_blas());
   binder_ = binder;
   seed_ = seed;
   tensor_index_ = 0;
@@ -301,13 +302,17 @@ Status CudaModelBase::allocate_kv() {
     const int64_t need = (c.max_position_embeddings + bs - 1) / bs;
     const int64_t blocks =
         budget > 0 ? static_cast<int64_t>(budget / static_cast<double>(all_groups)) : 0;
-    if (blocks < std::min<int64_t>(need, options_.max_num_tokens / bs + 1)) {
+    const int64_t min_blocks = std::min<int64_t>(need, options_.max_num_tokens / bs + 1);
+    if (blocks < min_blocks) {
       return Status::resource_exhausted(fmt::format(
-          "GPU memory: the model does not fit: weights take {:.2f} GiB and scratch {:.2f} GiB; "
-          "{:.2f} GiB of {:.2f} GiB are in use, leaving {:.2f} GiB for the KV cache under "
-          "gpu_memory_utilization {} (one block of every layer takes {} bytes)",
-          weight_bytes_ / kGiB, (used - weight_bytes_) / kGiB, used / kGiB, info.total_bytes / kGiB,
-          std::max(budget, 0.0) / kGiB, options_.gpu_memory_utilization, all_groups));
+          "GPU memory: the model does not fit: its weights take {}, and with its scratch "
+          "buffers and whatever else holds the device {} of {} are in use, leaving {} for the "
+          "KV cache under gpu_memory_utilization {}; it needs at least {} ({} blocks of {})",
+          memory_size(static_cast<double>(weight_bytes_)), memory_size(used),
+          memory_size(static_cast<double>(info.total_bytes)), memory_size(std::max(budget, 0.0)),
+          options_.gpu_memory_utilization,
+          memory_size(static_cast<double>(min_blocks) * static_cast<double>(all_groups)),
+          min_blocks, memory_size(static_cast<double>(all_groups))));
     }
     // One block per group stays out of the pool: padded graph rows read it.
     num_blocks_.assign(groups_.size(),
@@ -535,9 +540,24 @@ Status CudaModelBase::run(const ForwardBatch& batch) {
     enqueue(L);
     SLUICE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
     cudaGraphExec_t exec = nullptr;
-    SLUICE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
     SLUICE_CUDA_CHECK(cudaGraphDestroy(graph));
+    if (instantiated != cudaSuccess) {
+      // No device memory left for the graph (the KV pool took what was free): this bucket
+      // launches eagerly from now on, slower but correct, instead of failing the step.
+      (void)cudaGetLastError();
+      exec = nullptr;
+      SLUICE_LOG_WARN(
+          "CUDA graph for decode batch bucket {} cannot be instantiated ({}); that bucket "
+          "launches eagerly (lower --gpu-memory-utilization leaves room for graphs)",
+          bucket, cudaGetErrorString(instantiated));
+    }
     it = graphs_.emplace(std::move(key), exec).first;
+  }
+  if (it->second == nullptr) {
+    enqueue(L);
+    num_logit_rows_ = L.real_rows;
+    return Status::ok();
   }
   SLUICE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second), stream));
   num_logit_rows_ = L.real_rows;

@@ -14,6 +14,7 @@
 // Threading: one caller at a time (the engine thread); every call blocks until its step is
 // done, so the host staging buffer is free again when a call returns.
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <span>
@@ -56,7 +57,10 @@ class CudaModelBase {
   int num_blocks(int group) const { return num_blocks_[group]; }
   void set_use_cuda_graphs(bool on) { options_.use_cuda_graphs = on; }
   // Decode graphs captured so far.
-  int num_graphs() const { return static_cast<int>(graphs_.size()); }
+  int num_graphs() const {
+    return static_cast<int>(std::count_if(graphs_.begin(), graphs_.end(),
+                                          [](const auto& g) { return g.second != nullptr; }));
+  }
 
   // Step profile, for benchmarks and diagnosis: while on, every step runs eagerly (no graph)
   // and records a CUDA event at each section boundary of enqueue() ("qkv projection",
@@ -242,7 +246,9 @@ class CudaModelBase {
   PinnedMemory meta_host_;
   DeviceMemory meta_dev_;
   int num_logit_rows_ = 0;
-  std::map<std::vector<int>, void*> graphs_;  // {widths..., bucket} -> cudaGraphExec_t
+  // {widths..., bucket} -> cudaGraphExec_t, or nullptr: that bucket launches eagerly (its
+  // graph could not be instantiated for lack of device memory).
+  std::map<std::vector<int>, void*> graphs_;
   // Profiling: an event per section boundary of a step (reused), the step's section names.
   bool profiling_ = false;
   std::vector<void*> profile_events_;  // cudaEvent_t

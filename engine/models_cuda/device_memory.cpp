@@ -23,6 +23,18 @@ void raw_free(MemoryKind kind, void* data) {
   }
 }
 
+}  // namespace
+
+std::string memory_size(double bytes) {
+  constexpr double kKiB = 1024.0, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
+  if (bytes >= kGiB) return fmt::format("{:.2f} GiB", bytes / kGiB);
+  if (bytes >= kMiB) return fmt::format("{:.1f} MiB", bytes / kMiB);
+  if (bytes >= kKiB) return fmt::format("{:.1f} KiB", bytes / kKiB);
+  return fmt::format("{} bytes", static_cast<long long>(bytes));
+}
+
+namespace {
+
 // The operator's message for a failed allocation of `bytes` for `what`.
 std::string allocation_error(MemoryKind kind, size_t bytes, std::string_view what,
                              cudaError_t err) {
@@ -31,10 +43,10 @@ std::string allocation_error(MemoryKind kind, size_t bytes, std::string_view wha
                        cudaGetErrorString(err));
   }
   const DeviceMemoryInfo info = device_memory_info();
-  return fmt::format(
-      "GPU memory: cannot allocate {:.2f} GiB for {} ({}); {:.2f} GiB of {:.2f} GiB free",
-      bytes / 1073741824.0, what, cudaGetErrorString(err), info.free_bytes / 1073741824.0,
-      info.total_bytes / 1073741824.0);
+  return fmt::format("GPU memory: cannot allocate {} for {} ({}); {} of {} free",
+                     memory_size(static_cast<double>(bytes)), what, cudaGetErrorString(err),
+                     memory_size(static_cast<double>(info.free_bytes)),
+                     memory_size(static_cast<double>(info.total_bytes)));
 }
 
 }  // namespace

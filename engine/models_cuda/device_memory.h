@@ -5,6 +5,7 @@
 // model that does not fit is a start-up error the operator must read, not a crash.
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "common/status.h"
@@ -48,6 +49,9 @@ extern template class GpuMemory<MemoryKind::kPinnedHost>;
 
 using DeviceMemory = GpuMemory<MemoryKind::kDevice>;
 using PinnedMemory = GpuMemory<MemoryKind::kPinnedHost>;
+
+// `bytes` for an operator's message: "1.25 GiB", "34.0 MiB", "12.5 KiB", "300 bytes".
+std::string memory_size(double bytes);
 
 // Free and total bytes of the current device.
 struct DeviceMemoryInfo {

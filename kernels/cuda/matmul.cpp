@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -120,9 +121,36 @@ int current_device() {
   return dev;
 }
 
+// Creates device `dev`'s context (the caller holds g_create_mutex and found none). A device
+// whose memory is taken is the operator's problem, not a bug: RESOURCE_EXHAUSTED, with
+// nothing left allocated.
+StatusOr<DeviceBlas*> create_device_blas(int dev) {
+  auto ctx = std::make_unique<DeviceBlas>();
+  const cublasStatus_t created = cublasLtCreate(&ctx->handle);
+  if (created != CUBLAS_STATUS_SUCCESS) {
+    return Status::internal(fmt::format("cuBLASLt cannot start on device {}: {}: {}", dev,
+                                        cublasLtGetStatusName(created),
+                                        cublasLtGetStatusString(created)));
+  }
+  const cudaError_t err = cudaMalloc(&ctx->workspace, kWorkspaceBytes);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    (void)cublasLtDestroy(ctx->handle);
+    const std::string what =
+        fmt::format("the cuBLASLt workspace ({} MiB) cannot be allocated on device {}: {}",
+                    kWorkspaceBytes >> 20, dev, cudaGetErrorString(err));
+    return err == cudaErrorMemoryAllocation ? Status::resource_exhausted("GPU memory: " + what)
+                                            : Status::internal(what);
+  }
+  DeviceBlas* raw = ctx.release();
+  g_devices[dev].store(raw, std::memory_order_release);
+  return raw;
+}
+
 // The device's context, created on first use. With `stream` given (a launcher), creating it
 // while that stream is capturing would put cudaMalloc into a graph capture: abort instead,
-// naming the fix.
+// naming the fix. A launcher that cannot create it aborts too: init_blas() at start-up is
+// where that failure is reported.
 DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
   if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return *ctx;
   std::lock_guard<std::mutex> lock(g_create_mutex);
@@ -136,11 +164,9 @@ DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
                  "capturing",
                  dev);
   }
-  auto* ctx = new DeviceBlas;
-  SLUICE_CUBLAS_CHECK(cublasLtCreate(&ctx->handle));
-  SLUICE_CUDA_CHECK(cudaMalloc(&ctx->workspace, kWorkspaceBytes));
-  g_devices[dev].store(ctx, std::memory_order_release);
-  return *ctx;
+  StatusOr<DeviceBlas*> ctx = create_device_blas(dev);
+  SLUICE_CHECK(ctx.is_ok(), "matmul: {}", ctx.status().to_string());
+  return **ctx;
 }
 
 cudaDataType_t cuda_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
@@ -375,7 +401,13 @@ void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta,
 
 }  // namespace
 
-void init_blas() { (void)device_blas(current_device(), nullptr); }
+Status init_blas() {
+  const int dev = current_device();
+  if (g_devices[dev].load(std::memory_order_acquire) != nullptr) return Status::ok();
+  std::lock_guard<std::mutex> lock(g_create_mutex);
+  if (g_devices[dev].load(std::memory_order_acquire) != nullptr) return Status::ok();
+  return create_device_blas(dev).status();
+}
 
 size_t blas_cached_algo_count() {
   DeviceBlas* ctx = g_devices[current_device()].load(std::memory_order_acquire);

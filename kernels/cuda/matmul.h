@@ -29,9 +29,10 @@ namespace sluice::kernels::cuda {
 
 // Creates the calling thread's current device's cuBLASLt handle and workspace if they do
 // not exist yet (a no-op afterwards). Call it on each device at start-up, before any stream
-// capture, so that no matmul allocates later. Thread-safe. Aborts if there is no device or
-// cuBLASLt fails.
-void init_blas();
+// capture, so that no matmul allocates later. Thread-safe. RESOURCE_EXHAUSTED when the
+// device has no room for the workspace (nothing stays allocated then), INTERNAL when
+// cuBLASLt cannot start.
+[[nodiscard]] Status init_blas();
 
 // out = a · w^T, MatmulArgs as in kernels/ops.h, with these CUDA dtypes and layouts:
 //   a   [M, K] bf16, row stride >= K (free when M == 1), last dimension contiguous;

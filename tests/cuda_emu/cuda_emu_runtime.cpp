@@ -42,6 +42,7 @@
 #endif
 
 #include "cuda_emu.h"
+#include "cuda_emu_testing.h"
 
 // ---- context switch ----
 #if defined(__x86_64__)
@@ -471,7 +472,8 @@ std::string deadlock_report() {
   }
   std::string s = "deadlock: no thread can proceed;";
   for (const Group& g : groups) {
-    s += " " + std::to_string(g.n) + " wait at " + g.key + " (the first: " + g.first + ");";
+    s.append(" ").append(std::to_string(g.n)).append(" wait at ").append(g.key);
+    s.append(" (the first: ").append(g.first).append(");");
   }
   return s;
 }
@@ -562,6 +564,7 @@ struct CUgraph_st {
 };
 struct CUgraphExec_st {
   std::vector<sluice_emu::Op> ops;
+  size_t device_bytes = 0;  // what instantiation took of the emulated device's memory
 };
 struct CUevent_st {
   std::chrono::steady_clock::time_point at{};
@@ -600,6 +603,16 @@ bool capture_forbids_sync_call() {
   }
   return any;
 }
+
+}  // namespace
+
+void hold_device_memory(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(g_state_mutex);
+  if (bytes < 0 && static_cast<size_t>(-bytes) > g_allocated) fatal("released more than held");
+  g_allocated += static_cast<size_t>(bytes);
+}
+
+namespace {
 
 cudaError_t fail(cudaError_t e) {
   sluice_emu::t_last_error = e;
@@ -1052,9 +1065,20 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
   return cudaSuccess;
 }
 
+// An executable graph holds device memory on a GPU (its nodes' parameters): here 256 bytes a
+// node, so that instantiating on a full device fails as it can there.
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (graph == nullptr) return fail(cudaErrorInvalidValue);
-  *exec = new CUgraphExec_st{graph->ops};
+  const size_t bytes = 256 * std::max<size_t>(graph->ops.size(), 1);
+  {
+    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
+    if (sluice_emu::g_allocated + bytes > sluice_emu::capacity_bytes()) {
+      *exec = nullptr;
+      return fail(cudaErrorMemoryAllocation);
+    }
+    sluice_emu::g_allocated += bytes;
+  }
+  *exec = new CUgraphExec_st{graph->ops, bytes};
   return cudaSuccess;
 }
 
@@ -1066,6 +1090,10 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  if (exec != nullptr) {
+    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
+    sluice_emu::g_allocated -= exec->device_bytes;
+  }
   delete exec;
   return cudaSuccess;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/half.h"
+#include "cuda_emu/cuda_emu_testing.h"
 #include "kernels/cuda/mma.cuh"
 
 namespace {
@@ -325,7 +326,20 @@ TEST(CudaEmulator, CaptureRecordsAndReplaysAndAllocationInvalidatesIt) {
   ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
   EXPECT_EQ(out[0], 0) << "a captured launch ran at capture";
   cudaGraphExec_t exec;
+  size_t free0 = 0, free1 = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
+  {
+    // On a full device the executable graph cannot be made: its nodes take device memory.
+    sluice_emu::hold_device_memory(static_cast<int64_t>(free0));
+    cudaGraphExec_t none = nullptr;
+    EXPECT_EQ(cudaGraphInstantiate(&none, graph, 0), cudaErrorMemoryAllocation);
+    EXPECT_EQ(none, nullptr);
+    (void)cudaGetLastError();
+    sluice_emu::hold_device_memory(-static_cast<int64_t>(free0));
+  }
   ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  EXPECT_EQ(free0 - free1, 256u) << "one node, 256 bytes";
   ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
   EXPECT_EQ(out[63], 9);
   out.assign(64, 0);
@@ -333,6 +347,8 @@ TEST(CudaEmulator, CaptureRecordsAndReplaysAndAllocationInvalidatesIt) {
   EXPECT_EQ(out[0], 9) << "a replay runs the launch again";
   EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
   EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+  ASSERT_EQ(cudaMemGetInfo(&free1, &total), cudaSuccess);
+  EXPECT_EQ(free1, free0);
 
   ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), cudaSuccess);
   void* p = nullptr;

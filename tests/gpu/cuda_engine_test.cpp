@@ -17,6 +17,7 @@
 #include "engine/runtime/engine.h"
 #include "gpu/gpu_test_util.h"
 #include "gpu/model_test_util.h"
+#include "kernels/cuda/matmul.h"
 #include "kernels/ops.h"
 #include "test_util.h"
 
@@ -165,12 +166,8 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaEngine,
                          ::testing::Values("gemma3_tiny_d256", "gemma4_e2b_realdims"));
 
-// Device memory in use, as the runtime counts it.
-size_t device_bytes_used() {
-  size_t free_bytes = 0, total_bytes = 0;
-  SLUICE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return total_bytes - free_bytes;
-}
+using kernels::cuda::testing::Ballast;
+using kernels::cuda::testing::device_bytes_used;
 
 // Serving gives back every device byte it took: an engine that ran a mixed batch (n = 3
 // forks, a request aborted mid-decode) and was destroyed, and a load refused for lack of
@@ -234,6 +231,80 @@ TEST(CudaEngineMemory, EveryDeviceByteComesBack) {
   const size_t after_refusal = device_bytes_used();
   EXPECT_LE(std::max(after_refusal, before) - std::min(after_refusal, before), kSlack)
       << "before " << before << " bytes, after the refused load " << after_refusal;
+}
+
+// However little device memory is free, a model either loads and serves or is refused with
+// RESOURCE_EXHAUSTED naming GPU memory, and a refusal leaves nothing allocated: the weights,
+// the scratch buffers, the KV pool (sized from what is free, at gpu_memory_utilization 1)
+// and the decode graphs each fail cleanly wherever the memory runs out.
+TEST(CudaEngineMemory, AnyFreeMemoryLoadsOrIsRefusedCleanly) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  for (const std::string name : {"gemma3_tiny_d256", "gemma4_e2b_realdims"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = sluice::testing::fixture_path(name);
+    auto files = models::open_model_files(dir);
+    ASSERT_TRUE(files.is_ok()) << files.status().to_string();
+    const size_t groups = models::kv_group_layouts(files->config).size();
+    EngineConfig ec;
+    ec.block_size = 16;
+    ec.max_num_seqs = 4;
+    ec.max_num_batched_tokens = 64;
+    // blocks empty: the pool takes what is free.
+    auto load = [&](std::vector<int> blocks) -> StatusOr<std::unique_ptr<Engine>> {
+      models::cuda::CudaModelOptions o;
+      o.max_num_tokens = ec.max_num_batched_tokens;
+      o.max_num_seqs = ec.max_num_seqs;
+      o.block_size = ec.block_size;
+      o.num_blocks = std::move(blocks);
+      o.gpu_memory_utilization = 1.0f;
+      SLUICE_ASSIGN_OR_RETURN(auto model, load_cuda_model(*files, o));
+      SLUICE_ASSIGN_OR_RETURN(auto executor, CudaExecutor::create(std::move(model)));
+      std::vector<int32_t> num_blocks = executor->num_blocks();
+      return Engine::create(std::unique_ptr<Executor>(std::move(executor)), num_blocks, ec);
+    };
+    // What a small pool needs: the weights, scratch and 24 blocks a group (the process's
+    // cuBLASLt workspace exists before, as it does once any model has loaded).
+    ASSERT_TRUE(kernels::cuda::init_blas().is_ok());
+    const size_t base = device_bytes_used();
+    size_t need = 0;
+    int V = 0;
+    {
+      auto engine = load(std::vector<int>(groups, 24));
+      ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+      V = (*engine)->model_config().vocab_size;
+      run_all(**engine, {greedy_request(prompt_of(20, V, 1), 4, 1)});
+      need = device_bytes_used() - base;
+    }
+    int loaded = 0, refused = 0;
+    for (const double f : {0.0, 1.0 / 64, 1.0 / 32, 1.0 / 16, 1.0 / 8, 3.0 / 16, 1.0 / 4,
+                           3.0 / 8, 1.0 / 2, 3.0 / 4, 1.0, 1.5, 3.0}) {
+      const size_t leave = static_cast<size_t>(f * static_cast<double>(need));
+      {
+        Ballast ballast(leave);
+        const size_t held = device_bytes_used();
+        auto engine = load({});
+        if (engine.is_ok()) {
+          ++loaded;
+          const auto out = run_all(**engine, {greedy_request(prompt_of(20, V, 1), 6, 2),
+                                              greedy_request(prompt_of(33, V, 2), 6, 1)});
+          EXPECT_EQ(out[0][0].size(), 6u) << "free " << leave;
+          EXPECT_EQ(out[0][1], out[0][0]) << "free " << leave;
+        } else {
+          ++refused;
+          EXPECT_EQ(loaded, 0) << "free " << leave << " is refused where less loaded";
+          EXPECT_EQ(engine.status().code(), StatusCode::kResourceExhausted)
+              << "free " << leave << ": " << engine.status().to_string();
+          EXPECT_NE(engine.status().message().find("GPU memory"), std::string::npos)
+              << engine.status().to_string();
+          EXPECT_EQ(device_bytes_used(), held)
+              << "free " << leave << ": a refused load left memory allocated";
+        }
+      }
+      EXPECT_EQ(device_bytes_used(), base) << "free " << leave;
+    }
+    EXPECT_GE(refused, 2) << "no memory, and 2% of what the model needs, must be refused";
+    EXPECT_GE(loaded, 2) << "1.5 and 3 times what the model needs must load";
+  }
 }
 
 TEST(CudaEngineErrors, NoDeviceOrBadFilesAreStatuses) {

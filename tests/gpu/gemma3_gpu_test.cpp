@@ -190,6 +190,32 @@ TEST(Gemma3GpuGraphs, GraphDecodeMatchesEager) {
   });
 }
 
+// A decode graph that cannot be instantiated (the device is full) leaves its bucket eager:
+// the same tokens and logits as a model without graphs, and, under the emulator, whose
+// graphs take device memory, no graph kept.
+TEST(Gemma3GpuGraphs, FullDeviceFallsBackToEagerDecode) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
+  std::vector<float> eager_logits, full_logits;
+  std::vector<int32_t> eager_tokens, full_tokens;
+  for (bool graphs : {false, true}) {
+    auto gpu = load_cuda(dir, {.max_num_tokens = 64,
+                               .max_num_seqs = 8,
+                               .num_blocks = {32, 32},
+                               .use_cuda_graphs = graphs});
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const kernels::cuda::testing::Ballast full(0);
+    sluice::testing::prefill_then_batched_decode(**gpu, graphs ? &full_logits : &eager_logits,
+                                                 graphs ? &full_tokens : &eager_tokens);
+    if (HasFatalFailure()) return;
+#if defined(SLUICE_CUDA_EMU)
+    EXPECT_EQ((*gpu)->num_graphs(), 0) << "a graph was instantiated on a full device";
+#endif
+  }
+  EXPECT_EQ(full_tokens, eager_tokens);
+  EXPECT_LT(sluice::testing::rel_err(full_logits, eager_logits), 1e-3);
+}
+
 // The step profile: sections in step order, each seen once per step, positive GPU times,
 // and the same logits as an unprofiled step.
 TEST(Gemma3GpuProfile, SectionsCoverTheStepAndChangeNothing) {

@@ -18,6 +18,9 @@
 #include <random>
 #include <vector>
 
+#if defined(SLUICE_CUDA_EMU)
+#include "cuda_emu/cuda_emu_testing.h"
+#endif
 #include "common/half.h"
 #include "common/status.h"
 #include "kernels/cuda/cuda_check.h"
@@ -64,6 +67,42 @@ class DeviceBuffer {
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
+};
+
+// Device memory in use, as the runtime counts it.
+inline size_t device_bytes_used() {
+  size_t free_bytes = 0, total_bytes = 0;
+  SLUICE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return total_bytes - free_bytes;
+}
+
+// Holds all but `leave` bytes of the device's free memory while it lives: a device that
+// something else has filled. Under the emulator only the count moves (no host memory).
+class Ballast {
+ public:
+  explicit Ballast(size_t leave) {
+    size_t free_bytes = 0, total_bytes = 0;
+    SLUICE_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    bytes_ = free_bytes > leave ? free_bytes - leave : 0;
+#if defined(SLUICE_CUDA_EMU)
+    sluice_emu::hold_device_memory(static_cast<int64_t>(bytes_));
+#else
+    if (bytes_ > 0) SLUICE_CUDA_CHECK(cudaMalloc(&data_, bytes_));
+#endif
+  }
+  ~Ballast() {
+#if defined(SLUICE_CUDA_EMU)
+    sluice_emu::hold_device_memory(-static_cast<int64_t>(bytes_));
+#else
+    if (data_ != nullptr) SLUICE_CUDA_CHECK(cudaFree(data_));
+#endif
+  }
+  Ballast(const Ballast&) = delete;
+  Ballast& operator=(const Ballast&) = delete;
+
+ private:
+  size_t bytes_ = 0;
+  [[maybe_unused]] void* data_ = nullptr;
 };
 
 // A strided f32/bf16 tensor of `rows` x `dim` (shape [R, D] or [A, B, D]) living in a device

@@ -304,7 +304,7 @@ TEST(MatmulGpu, EmptySumWritesZeros) {
 // A repeated problem reuses its cached algorithm; a new M is a new entry.
 TEST(MatmulGpu, CachesTheAlgorithmPerProblem) {
   SLUICE_SKIP_WITHOUT_GPU();
-  init_blas();
+  ASSERT_TRUE(init_blas().is_ok());
   std::mt19937 rng(20240705);
   TestTensor w(DType::kBF16, {192, 320});
   w.fill_random(rng, -1.0f, 1.0f);
@@ -325,7 +325,7 @@ TEST(MatmulGpu, CachesTheAlgorithmPerProblem) {
 // seen before and one never seen both capture, and the replayed graph computes them.
 TEST(MatmulGpu, CapturesIntoAGraph) {
   SLUICE_SKIP_WITHOUT_GPU();
-  init_blas();
+  ASSERT_TRUE(init_blas().is_ok());
   std::mt19937 rng(20240706);
   TestTensor w(DType::kBF16, {1152, 640});
   w.fill_random(rng, -1.0f, 1.0f);
