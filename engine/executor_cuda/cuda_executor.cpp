@@ -28,7 +28,8 @@ StatusOr<StepLogits> CudaExecutor::execute(const scheduler::StepPlan& plan,
     for (const scheduler::BlockCopy& c : plan.blocks.copies) {
       if (c.group < 0 || c.group >= model_->num_kv_groups()) {
         return Status::invalid_argument(fmt::format("step {}: block copy in KV group {} of {}",
-                                                    plan.step_id, c.group, model_->num_kv_groups()));
+                                                    plan.step_id, c.group,
+                                                    model_->num_kv_groups()));
       }
       if (c.group == g) copies_.emplace_back(c.src.value, c.dst.value);
     }
@@ -41,8 +42,69 @@ StatusOr<StepLogits> CudaExecutor::execute(const scheduler::StepPlan& plan,
   if (plan.sequences.empty()) return out;
   SLUICE_RETURN_IF_ERROR(
       builder_.build(plan, extra, static_cast<size_t>(model_->num_kv_groups()), &out));
-  out.logits.resize(builder_.num_logit_rows() * static_cast<size_t>(out.vocab_size));
-  SLUICE_RETURN_IF_ERROR(model_->forward(builder_.batch(), out.logits));
+  const size_t R = builder_.num_logit_rows();
+  const size_t V = static_cast<size_t>(out.vocab_size);
+  std::vector<std::optional<DeviceDraw>> draws = std::move(draws_);
+  draws_.clear();
+  bool any_draw = false;
+  if (!draws.empty()) {
+    if (draws.size() != plan.sequences.size()) {
+      return Status::invalid_argument(fmt::format("step {}: {} device draws for {} sequences",
+                                                  plan.step_id, draws.size(),
+                                                  plan.sequences.size()));
+    }
+    for (const auto& d : draws) any_draw |= d.has_value();
+  }
+  if (!any_draw) {
+    out.logits.resize(R * V);
+    SLUICE_RETURN_IF_ERROR(model_->forward(builder_.batch(), out.logits));
+    return out;
+  }
+  // Rows the executor draws from: a sequence's sampling row with a draw and nothing else
+  // reading it; every other row (extra rows, rows sampled on the host) crosses to the host,
+  // compacted in row order, and is renumbered in `out`.
+  std::vector<char> drawn(R, 0);
+  row_params_.assign(R, kernels::cuda::SamplingRowParams{.temperature = 0.0f});
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const int32_t r = out.row_of_sequence[i];
+    if (r < 0 || !draws[i].has_value()) continue;
+    const DeviceDraw& d = *draws[i];
+    kernels::cuda::SamplingRowParams& p = row_params_[r];
+    p.temperature = d.temperature;
+    p.top_k = d.top_k;
+    p.top_p = d.top_p;
+    p.min_p = d.min_p;
+    p.seed = d.seed;
+    p.step = d.step;
+    drawn[r] = 1;
+  }
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {  // an extra row is never drawn from
+    const int32_t first = out.first_extra_row[i];
+    const int32_t n = extra.empty() ? 0 : extra[i].size();
+    for (int32_t k = 0; first >= 0 && k < n; ++k) drawn[first + k] = 0;
+  }
+  host_rows_.clear();
+  compact_row_.assign(R, -1);
+  for (size_t r = 0; r < R; ++r) {
+    if (drawn[r]) continue;
+    compact_row_[r] = static_cast<int32_t>(host_rows_.size());
+    host_rows_.push_back(static_cast<int32_t>(r));
+  }
+  row_tokens_.assign(R, -1);
+  out.logits.resize(host_rows_.size() * V);
+  SLUICE_RETURN_IF_ERROR(
+      model_->forward_sampled(builder_.batch(), row_params_, row_tokens_, host_rows_, out.logits));
+  out.token_of_sequence.assign(plan.sequences.size(), -1);
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    int32_t& r = out.row_of_sequence[i];
+    if (r >= 0 && drawn[r]) {
+      out.token_of_sequence[i] = row_tokens_[r];
+      r = -1;
+    } else if (r >= 0) {
+      r = compact_row_[r];
+    }
+    if (out.first_extra_row[i] >= 0) out.first_extra_row[i] = compact_row_[out.first_extra_row[i]];
+  }
   return out;
 }
 
@@ -50,10 +112,12 @@ StatusOr<std::unique_ptr<models::cuda::CudaModelBase>> load_cuda_model(
     const models::ModelFiles& files, const models::cuda::CudaModelOptions& options) {
   models::WeightBinder binder(files.source, /*keep_bf16=*/true);
   if (files.config.arch == models::Arch::kGemma4) {
-    SLUICE_ASSIGN_OR_RETURN(auto m, models::cuda::CudaGemma4Model::load(files.config, std::move(binder), options));
+    SLUICE_ASSIGN_OR_RETURN(
+        auto m, models::cuda::CudaGemma4Model::load(files.config, std::move(binder), options));
     return std::unique_ptr<models::cuda::CudaModelBase>(std::move(m));
   }
-  SLUICE_ASSIGN_OR_RETURN(auto m, models::cuda::CudaGemma3Model::load(files.config, std::move(binder), options));
+  SLUICE_ASSIGN_OR_RETURN(
+      auto m, models::cuda::CudaGemma3Model::load(files.config, std::move(binder), options));
   return std::unique_ptr<models::cuda::CudaModelBase>(std::move(m));
 }
 

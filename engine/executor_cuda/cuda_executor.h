@@ -22,11 +22,17 @@ namespace sluice::engine {
 class CudaExecutor final : public Executor {
  public:
   // `model` with block_size() equal to the engine's block size.
-  static StatusOr<std::unique_ptr<CudaExecutor>> create(std::unique_ptr<models::cuda::CudaModelBase> model);
+  static StatusOr<std::unique_ptr<CudaExecutor>> create(
+      std::unique_ptr<models::cuda::CudaModelBase> model);
 
   StatusOr<StepLogits> execute(const scheduler::StepPlan& plan,
                                std::span<const LogitRange> extra = {}) override;
   const models::ModelConfig& config() const override { return model_->config(); }
+  // Tokens are drawn by the sampling kernel; only rows that need logits cross to the host.
+  bool draws_on_device() const override { return true; }
+  void set_device_draws(std::span<const std::optional<DeviceDraw>> draws) override {
+    draws_.assign(draws.begin(), draws.end());
+  }
 
   // Blocks per KV group of the device pool: what Engine::create(executor, num_blocks, ...)
   // takes.
@@ -34,11 +40,15 @@ class CudaExecutor final : public Executor {
   models::cuda::CudaModelBase& model() { return *model_; }
 
  private:
-  explicit CudaExecutor(std::unique_ptr<models::cuda::CudaModelBase> model) : model_(std::move(model)) {}
+  explicit CudaExecutor(std::unique_ptr<models::cuda::CudaModelBase> model)
+      : model_(std::move(model)) {}
 
   std::unique_ptr<models::cuda::CudaModelBase> model_;
   StepBatchBuilder builder_;
   std::vector<std::pair<int32_t, int32_t>> copies_;
+  std::vector<std::optional<DeviceDraw>> draws_;  // for the next execute()
+  std::vector<kernels::cuda::SamplingRowParams> row_params_;
+  std::vector<int32_t> row_tokens_, host_rows_, compact_row_;
 };
 
 // Builds the CUDA model for files that open_model_files() read: Gemma 3 or Gemma 4 by the

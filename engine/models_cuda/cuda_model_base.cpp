@@ -17,6 +17,7 @@
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/qkv_prepare.h"
 #include "kernels/cuda/random_fill.h"
+#include "kernels/cuda/sampling.h"
 
 namespace sluice::models::cuda {
 
@@ -266,6 +267,12 @@ Status CudaModelBase::allocate_step_buffers(int num_q_heads, int max_head_dim) {
   SLUICE_RETURN_IF_ERROR(allocate(&rows_, static_cast<size_t>(R * H * 4), "logit rows"));
   SLUICE_RETURN_IF_ERROR(allocate(&logits_, static_cast<size_t>(R * c.vocab_size * 4), "logits"));
   SLUICE_RETURN_IF_ERROR(allocate(&argmax_, static_cast<size_t>(R * 4), "sampled tokens"));
+  SLUICE_CHECK(kc::sampling_workspace_bytes(R, c.vocab_size) == 0,
+               "the sampling kernel now needs a workspace: allocate it here");
+  const size_t params_bytes = static_cast<size_t>(R) * sizeof(kc::SamplingRowParams);
+  SLUICE_ASSIGN_OR_RETURN(sample_params_host_,
+                          PinnedMemory::allocate(params_bytes, "sampling parameters (host)"));
+  SLUICE_RETURN_IF_ERROR(allocate(&sample_params_dev_, params_bytes, "sampling parameters"));
   // Sized for the longest context a table can address (graph replays launch for that).
   attn_workspace_bytes_ =
       kc::paged_attention_workspace_bytes(static_cast<int>(T), static_cast<int>(S), num_q_heads,
@@ -573,9 +580,64 @@ Status CudaModelBase::forward(const ForwardBatch& batch, std::span<float> logits
   SLUICE_RETURN_IF_ERROR(run(batch));
   auto stream = static_cast<cudaStream_t>(stream_);
   if (num_logit_rows_ > 0) {
+    host_logit_rows_ += num_logit_rows_;
     SLUICE_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.data(),
                                       static_cast<size_t>(num_logit_rows_) * config_.vocab_size * 4,
                                       cudaMemcpyDeviceToHost, stream));
+  }
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+Status CudaModelBase::forward_sampled(const ForwardBatch& batch,
+                                      std::span<const kc::SamplingRowParams> params,
+                                      std::span<int32_t> tokens, std::span<const int32_t> host_rows,
+                                      std::span<float> logits) {
+  const size_t R = batch.logit_rows.size();
+  const int64_t V = config_.vocab_size;
+  if (params.size() != R || tokens.size() != R) {
+    return Status::invalid_argument(
+        fmt::format("forward_sampled: {} sampling parameters and {} token slots for {} logit rows",
+                    params.size(), tokens.size(), R));
+  }
+  if (logits.size() < host_rows.size() * static_cast<size_t>(V)) {
+    return Status::invalid_argument(fmt::format("logits buffer holds {} floats for {} rows of {}",
+                                                logits.size(), host_rows.size(), V));
+  }
+  for (size_t k = 0; k < host_rows.size(); ++k) {
+    if (host_rows[k] < 0 || static_cast<size_t>(host_rows[k]) >= R ||
+        (k > 0 && host_rows[k] <= host_rows[k - 1])) {
+      return Status::invalid_argument(
+          fmt::format("forward_sampled: host rows must ascend within [0, {}); entry {} is {}", R, k,
+                      host_rows[k]));
+    }
+  }
+  SLUICE_RETURN_IF_ERROR(run(batch));
+  auto stream = static_cast<cudaStream_t>(stream_);
+  if (num_logit_rows_ > 0) {
+    const int64_t rows = num_logit_rows_;
+    std::memcpy(sample_params_host_.data(), params.data(), rows * sizeof(kc::SamplingRowParams));
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(sample_params_dev_.data(), sample_params_host_.data(),
+                                      rows * sizeof(kc::SamplingRowParams), cudaMemcpyHostToDevice,
+                                      stream));
+    kc::SampleArgs a;
+    a.logits = dev_contig(logits_.data(), DType::kF32, {rows, V});
+    a.params =
+        dev_contig(sample_params_dev_.data(), DType::kI32, {rows, kc::kSamplingRowParamsWords});
+    a.out_tokens = dev_contig(argmax_.data(), DType::kI32, {rows});
+    kc::sample(a, stream);
+    SLUICE_CUDA_CHECK(
+        cudaMemcpyAsync(tokens.data(), argmax_.data(), rows * 4, cudaMemcpyDeviceToHost, stream));
+    // The host rows, one copy per run of consecutive rows.
+    for (size_t k = 0; k < host_rows.size();) {
+      size_t end = k + 1;
+      while (end < host_rows.size() && host_rows[end] == host_rows[end - 1] + 1) ++end;
+      SLUICE_CUDA_CHECK(cudaMemcpyAsync(
+          logits.data() + k * V, static_cast<const float*>(logits_.data()) + host_rows[k] * V,
+          (end - k) * V * 4, cudaMemcpyDeviceToHost, stream));
+      k = end;
+    }
+    host_logit_rows_ += static_cast<int64_t>(host_rows.size());
   }
   SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
   return Status::ok();

@@ -27,6 +27,7 @@
 #include "engine/models/paged_kv_cache.h"  // KvGroupLayout
 #include "engine/models/weight_binder.h"
 #include "engine/models_cuda/device_memory.h"
+#include "kernels/cuda/sampling.h"
 #include "kernels/tensor.h"
 
 namespace sluice::models::cuda {
@@ -84,6 +85,17 @@ class CudaModelBase {
   // As forward, but returns the argmax token of each logit row (ties: lowest id); only
   // those ids cross to the host.
   Status forward_greedy(const ForwardBatch& batch, std::span<int32_t> tokens);
+  // As forward, but draws each logit row's token on the device (kernels/cuda/sampling.h,
+  // `params` one per row: greedy rows cost an argmax) into tokens[r]; only the rows named
+  // in `host_rows` (ascending) cross to the host: row host_rows[k] into
+  // logits[k * vocab, (k + 1) * vocab). Their tokens are drawn too (callers may ignore them).
+  Status forward_sampled(const ForwardBatch& batch,
+                         std::span<const kernels::cuda::SamplingRowParams> params,
+                         std::span<int32_t> tokens, std::span<const int32_t> host_rows,
+                         std::span<float> logits);
+  // Logit rows copied to the host since load (forward: every row; forward_sampled: the
+  // host rows), for tests and metrics.
+  int64_t host_logit_rows() const { return host_logit_rows_; }
 
   // Copies whole KV blocks src -> dst in KV group `group`, every layer of the group, K and V
   // (copy-on-write of forked sequences). INVALID_ARGUMENT for a group or block out of range;
@@ -241,6 +253,10 @@ class CudaModelBase {
   uint64_t kv_bytes_ = 0;
   std::vector<DeviceMemory> kv_memory_;
   DeviceMemory head_in_, rows_, logits_, argmax_, attn_workspace_;
+  // forward_sampled: the rows' SamplingRowParams (host staging and device copy).
+  PinnedMemory sample_params_host_;
+  DeviceMemory sample_params_dev_;
+  int64_t host_logit_rows_ = 0;
   size_t attn_workspace_bytes_ = 0;
   // Integer tables of one step: host staging (pinned) and its device mirror.
   PinnedMemory meta_host_;

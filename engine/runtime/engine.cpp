@@ -41,7 +41,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<models::Model> 
 }
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<Executor> executor,
-                                                 std::vector<int32_t> num_blocks, EngineConfig config) {
+                                                 std::vector<int32_t> num_blocks,
+                                                 EngineConfig config) {
   if (executor == nullptr) return Status::invalid_argument("engine: no executor");
   if (config.block_size < 1) {
     return Status::invalid_argument(fmt::format("engine: block_size {} < 1", config.block_size));
@@ -53,7 +54,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::unique_ptr<Executor> execu
         "engine: num_blocks has {} entries for {} KV groups", num_blocks.size(), num_groups));
   }
   for (int32_t b : num_blocks) {
-    if (b < 1) return Status::invalid_argument(fmt::format("engine: {} KV blocks in a group (need >= 1)", b));
+    if (b < 1)
+      return Status::invalid_argument(
+          fmt::format("engine: {} KV blocks in a group (need >= 1)", b));
   }
   std::vector<scheduler::KvGroupSpec> specs = kv_group_specs(mc, config.block_size, num_blocks);
   return start(std::move(executor), specs, std::move(config));
@@ -222,6 +225,7 @@ Engine::ChoiceState& Engine::choice_for(Live& live, int32_t choice) {
   if (c.sampler == nullptr) {
     sampling::SamplingParams params = live.params;
     if (params.seed.has_value()) params.seed = *params.seed + static_cast<uint64_t>(choice);
+    c.draw_seed = params.seed.has_value() ? *params.seed : draw_seeds_();
     c.sampler = std::make_unique<sampling::Sampler>(params, live.prompt);
   }
   return c;
@@ -343,9 +347,38 @@ void Engine::take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits&
   }
 }
 
+void Engine::plan_device_draws(const scheduler::StepPlan& plan) {
+  device_draws_.assign(plan.sequences.size(), std::nullopt);
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const scheduler::ScheduledSequence& s = plan.sequences[i];
+    if (s.num_samples != 1) continue;
+    auto it = live_.find(s.request_id);
+    if (it == live_.end()) continue;
+    Live& live = it->second;
+    const sampling::SamplingParams& p = live.params;
+    if (p.logprobs >= 0 || live.debug_logits || p.presence_penalty != 0.0f ||
+        p.frequency_penalty != 0.0f || p.repetition_penalty != 1.0f || !p.logit_bias.empty()) {
+      continue;
+    }
+    ChoiceState& c = choice_for(live, s.choice_index);
+    const int generated = c.sampler->num_generated();
+    if (generated < p.min_tokens && !p.stop_token_ids.empty()) continue;  // stop ids masked
+    device_draws_[i] = DeviceDraw{.temperature = p.temperature,
+                                  .top_k = p.top_k,
+                                  .top_p = p.top_p,
+                                  .min_p = p.min_p,
+                                  .seed = c.draw_seed,
+                                  .step = static_cast<uint64_t>(generated)};
+  }
+}
+
 void Engine::run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& out) {
   note_first_scheduled(plan);
   plan_prompt_rows(plan);
+  if (executor_->draws_on_device()) {
+    plan_device_draws(plan);
+    executor_->set_device_draws(device_draws_);
+  }
   StatusOr<StepLogits> logits = executor_->execute(plan, extra_rows_);
   if (!logits.is_ok()) return fail_plan(plan, logits.status(), out);
   ++num_steps_;
@@ -362,6 +395,13 @@ void Engine::run_step(const scheduler::StepPlan& plan, std::vector<Outgoing>& ou
     num_prompt_tokens_computed_ +=
         std::max(0, std::min(s.start_position + s.num_new_tokens, num_prompt) - s.start_position);
     if (s.num_samples == 0) continue;
+    if (!logits->token_of_sequence.empty() && logits->token_of_sequence[i] >= 0) {
+      // Drawn on the executor's device: no logits came back for this row.
+      const int32_t token = logits->token_of_sequence[i];
+      choice_for(live, s.choice_index).sampler->accept(token);
+      result.sampled_token_ids[i].push_back(token);
+      continue;
+    }
     const std::span<const float> row = logits->row(logits->row_of_sequence[i]);
     for (int32_t j = 0; j < s.num_samples; ++j) {
       // n > 1 forks: entry j is choice j; otherwise the sequence's own choice.

@@ -93,7 +93,8 @@ class Engine {
   // `num_blocks` per KV group of executor->config(); config.num_blocks and
   // kv_cache_memory_bytes are ignored.
   static StatusOr<std::unique_ptr<Engine>> create(std::unique_ptr<Executor> executor,
-                                                  std::vector<int32_t> num_blocks, EngineConfig config);
+                                                  std::vector<int32_t> num_blocks,
+                                                  EngineConfig config);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -126,6 +127,7 @@ class Engine {
     std::vector<sampling::SampleLogprobs> logprobs;  // for the tokens of the next delta
     std::vector<float> debug_logits;                 // [rows, vocab] for the next delta
     bool sent_tokens = false;  // a delta with tokens went out (prompt extras ride on the first)
+    uint64_t draw_seed = 0;    // the stream of this choice's draws on the executor's device
   };
   struct Live {
     std::shared_ptr<OutputSink> sink;
@@ -170,6 +172,9 @@ class Engine {
   void note_first_scheduled(const scheduler::StepPlan& plan);
   // The extra logit rows of this step's prompt chunks that still need them (empty if none).
   void plan_prompt_rows(const scheduler::StepPlan& plan);
+  // device_draws_ for the plan: a draw for every sequence whose one sample needs no logits
+  // on the host (no logprobs, debug logits, penalties, bias or min_tokens masking).
+  void plan_device_draws(const scheduler::StepPlan& plan);
   void take_prompt_rows(const scheduler::StepPlan& plan, const StepLogits& logits);
   void publish(const std::vector<scheduler::SequenceOutput>& outputs, std::vector<Outgoing>& out);
   // Aborts every request of the plan after an executor failure.
@@ -182,8 +187,11 @@ class Engine {
   std::unique_ptr<Executor> executor_;
   // Engine thread only:
   std::unordered_map<RequestId, Live> live_;
-  std::mt19937_64 seed_stream_;  // config_.seed's stream (when set)
+  std::mt19937_64 seed_stream_;         // config_.seed's stream (when set)
   std::vector<LogitRange> extra_rows_;  // [plan sequence] prompt rows of this step
+  // [plan sequence] the draws the executor makes on its device this step (draws_on_device).
+  std::vector<std::optional<DeviceDraw>> device_draws_;
+  std::mt19937_64 draw_seeds_{std::random_device{}()};  // seeds of unseeded choices
   int64_t num_steps_ = 0;
   int64_t num_prompt_tokens_computed_ = 0;
 

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -46,14 +47,29 @@ struct LogitRange {
   int32_t size() const { return end > begin ? end - begin : 0; }
 };
 
+// A token the executor may draw on its device instead of returning the row's logits: one
+// sample from the processed distribution without penalties, bias or masks (the engine asks
+// only for such rows), by the arithmetic of kernels/cuda/sampling.h: temperature, top-k,
+// top-p, min-p as in SamplingParams, the draw a function of (seed, step) alone.
+struct DeviceDraw {
+  float temperature = 1.0f;
+  int32_t top_k = -1;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  uint64_t step = 0;  // the draw's index in the seed's stream: tokens generated before it
+};
+
 // Logits of one step: row r of `logits` [num_rows, vocab]; row_of_sequence[i] is the
-// sampling row of plan.sequences[i], or -1 when it samples nothing; first_extra_row[i] is
+// sampling row of plan.sequences[i], or -1 when it samples nothing or the executor drew its
+// token (token_of_sequence[i] >= 0, when that vector is not empty); first_extra_row[i] is
 // the row of position extra[i].begin (the range's rows follow in order), or -1 when none.
 struct StepLogits {
   int32_t vocab_size = 0;
   std::vector<float> logits;
   std::vector<int32_t> row_of_sequence;
   std::vector<int32_t> first_extra_row;
+  std::vector<int32_t> token_of_sequence;  // empty, or per plan sequence: drawn token or -1
 
   std::span<const float> row(int32_t r) const {
     return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab_size, vocab_size);
@@ -69,8 +85,8 @@ class StepBatchBuilder {
   // INVALID_ARGUMENT when the plan does not fit `num_groups` KV groups or `extra` (empty or
   // one entry per sequence) names positions outside a sequence's new tokens. Fills
   // out->row_of_sequence and out->first_extra_row (out->logits is left to the caller).
-  Status build(const scheduler::StepPlan& plan, std::span<const LogitRange> extra, size_t num_groups,
-               StepLogits* out);
+  Status build(const scheduler::StepPlan& plan, std::span<const LogitRange> extra,
+               size_t num_groups, StepLogits* out);
   const models::ForwardBatch& batch() const { return batch_; }
   size_t num_logit_rows() const { return logit_rows_.size(); }
 
@@ -91,6 +107,13 @@ class Executor {
   virtual StatusOr<StepLogits> execute(const scheduler::StepPlan& plan,
                                        std::span<const LogitRange> extra = {}) = 0;
   virtual const models::ModelConfig& config() const = 0;
+  // Whether execute() can draw tokens on its device (set_device_draws). The CPU executor
+  // cannot: it returns every sampling row's logits.
+  virtual bool draws_on_device() const { return false; }
+  // For the next execute() only: one entry per plan sequence, the draw the executor makes
+  // itself for that sequence's (one) sample, or nullopt for a row the engine samples from
+  // logits. Empty: every row is returned as logits.
+  virtual void set_device_draws(std::span<const std::optional<DeviceDraw>> draws) { (void)draws; }
 };
 
 class CpuExecutor final : public Executor {

@@ -163,6 +163,68 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
   fs::remove_all(bf16);
 }
 
+// Sampling on the device: rows without logprobs, penalties or bias never cross to the host
+// (greedy, and top-k/top-p/temperature with a seed); a seeded request draws the same tokens
+// alone and in a batch and again later; a different seed draws others; a request with
+// logprobs or a repetition penalty, and the n = 3 fork step, take their rows to the host
+// and still finish.
+TEST_P(CudaEngine, DrawsOnTheDeviceAndOnlyRowsThatNeedLogitsCrossToTheHost) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  const std::string dir = sluice::testing::fixture_path(GetParam());
+  EngineConfig ec;
+  ec.block_size = 16;
+  ec.max_num_seqs = 8;
+  ec.max_num_batched_tokens = 64;
+  auto files = models::open_model_files(dir);
+  ASSERT_TRUE(files.is_ok()) << files.status().to_string();
+  models::cuda::CudaModelOptions o;
+  o.max_num_tokens = ec.max_num_batched_tokens;
+  o.max_num_seqs = ec.max_num_seqs;
+  o.block_size = ec.block_size;
+  o.num_blocks.assign(models::kv_group_layouts(files->config).size(), 96);
+  auto model = load_cuda_model(*files, o);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  const models::cuda::CudaModelBase* m = model->get();
+  auto executor = CudaExecutor::create(std::move(*model));
+  ASSERT_TRUE(executor.is_ok());
+  const std::vector<int32_t> blocks = (*executor)->num_blocks();
+  auto engine = Engine::create(std::unique_ptr<Executor>(std::move(*executor)), blocks, ec);
+  ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
+  const int V = (*engine)->model_config().vocab_size;
+
+  auto sampled = [&](int salt, uint64_t seed) {
+    Request r = greedy_request(prompt_of(18, V, salt), 12, 1);
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_k = 50;
+    r.sampling.top_p = 0.95f;
+    r.sampling.seed = seed;
+    return r;
+  };
+  const auto batched = run_all(**engine, {greedy_request(prompt_of(20, V, 1), 12, 1),
+                                          sampled(5, 1234), greedy_request(prompt_of(9, V, 2), 12, 1)});
+  EXPECT_EQ(m->host_logit_rows(), 0) << "rows drawn on the device crossed to the host";
+  ASSERT_EQ(batched[1][0].size(), 12u);
+  const auto alone = run_all(**engine, {sampled(5, 1234)});
+  EXPECT_EQ(alone[0][0], batched[1][0]) << "a seeded draw depends on its (seed, step) alone";
+  const auto other_seed = run_all(**engine, {sampled(5, 99)});
+  EXPECT_NE(other_seed[0][0], batched[1][0]);
+  EXPECT_EQ(m->host_logit_rows(), 0);
+
+  Request with_logprobs = sampled(6, 7);
+  with_logprobs.sampling.logprobs = 2;
+  Request with_penalty = sampled(7, 8);
+  with_penalty.sampling.repetition_penalty = 1.3f;
+  Request forks = sampled(8, 9);
+  forks.n = 3;
+  const auto host = run_all(**engine, {with_logprobs, with_penalty, forks});
+  EXPECT_EQ(host[0][0].size(), 12u);
+  EXPECT_EQ(host[1][0].size(), 12u);
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(host[2][c].size(), 12u) << "choice " << c;
+  // 12 rows each for logprobs and the penalty, one for the fork step (its 3 draws); the
+  // forks' later tokens are drawn on the device.
+  EXPECT_EQ(m->host_logit_rows(), 12 + 12 + 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaEngine,
                          ::testing::Values("gemma3_tiny_d256", "gemma4_e2b_realdims"));
 
