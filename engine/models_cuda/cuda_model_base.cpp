@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "common/check.h"
 #include "common/half.h"
@@ -282,7 +283,9 @@ Status CudaModelBase::allocate_step_buffers(int num_q_heads, int max_head_dim) {
   // start [S + 1]; logit rows [R]; block tables per group [S, max blocks of a sequence].
   const int64_t max_blocks = max_table_width_;
   const int64_t G = static_cast<int64_t>(groups_.size());
-  const size_t meta_ints = static_cast<size_t>(3 * T + 2 * S + 1 + R + G * (T + S * max_blocks));
+  // Logit rows: up to one per token (prompt logprobs); the head runs them R at a time.
+  const size_t meta_ints =
+      static_cast<size_t>(3 * T + 2 * S + 1 + std::max(R, T) + G * (T + S * max_blocks));
   SLUICE_ASSIGN_OR_RETURN(meta_host_, PinnedMemory::allocate(meta_ints * 4, "step tables (host)"));
   SLUICE_RETURN_IF_ERROR(allocate(&meta_dev_, meta_ints * 4, "step tables"));
   return Status::ok();
@@ -361,11 +364,11 @@ Status CudaModelBase::stage(const ForwardBatch& batch, int pad_to, std::span<con
   const int R = static_cast<int>(batch.logit_rows.size());
   SLUICE_RETURN_IF_ERROR(validate_forward_batch(c, batch, num_blocks_, options_.block_size,
                                                 static_cast<size_t>(R) * c.vocab_size));
-  if (T > options_.max_num_tokens || S > options_.max_num_seqs || R > options_.max_num_seqs) {
+  if (T > options_.max_num_tokens || S > options_.max_num_seqs || R > options_.max_num_tokens) {
     return Status::invalid_argument(fmt::format(
         "step of {} tokens, {} sequences, {} logit rows exceeds the CUDA model's limits ({}, {}, "
         "{})",
-        T, S, R, options_.max_num_tokens, options_.max_num_seqs, options_.max_num_seqs));
+        T, S, R, options_.max_num_tokens, options_.max_num_seqs, options_.max_num_tokens));
   }
   for (const KvGroupBatch& gb : batch.groups) {
     if (gb.max_blocks > max_table_width_) {
@@ -487,17 +490,24 @@ Tensor CudaModelBase::attn_workspace() const {
 
 void CudaModelBase::enqueue_head(const StepLayout& L, const Tensor& x, const Tensor& embed,
                                  const Tensor& final_norm) {
+  head_x_ = x;
+  head_embed_ = embed;
+  head_norm_ = final_norm;
+  head_rows_offset_ = L.o_rows;
+  enqueue_head_rows(0, std::min(L.R, options_.max_num_seqs));
+}
+
+void CudaModelBase::enqueue_head_rows(int begin, int R) {
   const ModelConfig& c = config_;
-  const int R = L.R;
   if (R == 0) return;
   const int64_t H = c.hidden_size;
   void* s = stream_;
   const Tensor rows = dev_contig(rows_.data(), DType::kF32, {R, H});
-  kc::gather_rows({rows, x, step_ints(L.o_rows, R)}, s);
+  kc::gather_rows({rows, head_x_, step_ints(head_rows_offset_ + begin, R)}, s);
   const Tensor y = dev_contig(head_in_.data(), DType::kBF16, {R, H});
-  kc::rms_norm({y, rows, final_norm, c.rms_norm_eps, c.norm_one_plus_weight}, s);
+  kc::rms_norm({y, rows, head_norm_, c.rms_norm_eps, c.norm_one_plus_weight}, s);
   const Tensor logits = dev_contig(logits_.data(), DType::kF32, {R, c.vocab_size});
-  kc::matmul({logits, y, embed}, s);
+  kc::matmul({logits, y, head_embed_}, s);
   if (c.final_logit_softcap > 0) kc::softcap({logits, c.final_logit_softcap}, s);
   kc::argmax({dev_contig(argmax_.data(), DType::kI32, {R}), logits}, s);
 }
@@ -578,15 +588,29 @@ Status CudaModelBase::forward(const ForwardBatch& batch, std::span<float> logits
                                                 config_.vocab_size));
   }
   SLUICE_RETURN_IF_ERROR(run(batch));
-  auto stream = static_cast<cudaStream_t>(stream_);
-  if (num_logit_rows_ > 0) {
-    host_logit_rows_ += num_logit_rows_;
-    SLUICE_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.data(),
-                                      static_cast<size_t>(num_logit_rows_) * config_.vocab_size * 4,
-                                      cudaMemcpyDeviceToHost, stream));
-  }
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const int64_t V = config_.vocab_size;
+  each_head_chunk([&](int begin, int n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(logits.data() + begin * V, logits_.data(),
+                                      static_cast<size_t>(n) * V * 4, cudaMemcpyDeviceToHost,
+                                      static_cast<cudaStream_t>(stream_)));
+    host_logit_rows_ += n;
+  });
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
   return Status::ok();
+}
+
+void CudaModelBase::each_head_chunk(const std::function<void(int begin, int n)>& body) {
+  const int cap = options_.max_num_seqs;
+  for (int begin = 0; begin < num_logit_rows_; begin += cap) {
+    const int n = std::min(cap, num_logit_rows_ - begin);
+    if (begin > 0) {
+      // The previous chunk's copies read the buffers this chunk overwrites: they are queued
+      // first on the same stream; the staging of host inputs waits for them here.
+      SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+      enqueue_head_rows(begin, n);
+    }
+    body(begin, n);
+  }
 }
 
 Status CudaModelBase::forward_sampled(const ForwardBatch& batch,
@@ -614,31 +638,35 @@ Status CudaModelBase::forward_sampled(const ForwardBatch& batch,
   }
   SLUICE_RETURN_IF_ERROR(run(batch));
   auto stream = static_cast<cudaStream_t>(stream_);
-  if (num_logit_rows_ > 0) {
-    const int64_t rows = num_logit_rows_;
-    std::memcpy(sample_params_host_.data(), params.data(), rows * sizeof(kc::SamplingRowParams));
+  size_t next_host = 0;  // host_rows[next_host] is the first not yet copied
+  each_head_chunk([&](int begin, int n) {
+    std::memcpy(sample_params_host_.data(), params.data() + begin,
+                n * sizeof(kc::SamplingRowParams));
     SLUICE_CUDA_CHECK(cudaMemcpyAsync(sample_params_dev_.data(), sample_params_host_.data(),
-                                      rows * sizeof(kc::SamplingRowParams), cudaMemcpyHostToDevice,
+                                      n * sizeof(kc::SamplingRowParams), cudaMemcpyHostToDevice,
                                       stream));
     kc::SampleArgs a;
-    a.logits = dev_contig(logits_.data(), DType::kF32, {rows, V});
-    a.params =
-        dev_contig(sample_params_dev_.data(), DType::kI32, {rows, kc::kSamplingRowParamsWords});
-    a.out_tokens = dev_contig(argmax_.data(), DType::kI32, {rows});
+    a.logits = dev_contig(logits_.data(), DType::kF32, {n, V});
+    a.params = dev_contig(sample_params_dev_.data(), DType::kI32, {n, kc::kSamplingRowParamsWords});
+    a.out_tokens = dev_contig(argmax_.data(), DType::kI32, {n});
     kc::sample(a, stream);
-    SLUICE_CUDA_CHECK(
-        cudaMemcpyAsync(tokens.data(), argmax_.data(), rows * 4, cudaMemcpyDeviceToHost, stream));
-    // The host rows, one copy per run of consecutive rows.
-    for (size_t k = 0; k < host_rows.size();) {
-      size_t end = k + 1;
-      while (end < host_rows.size() && host_rows[end] == host_rows[end - 1] + 1) ++end;
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data() + begin, argmax_.data(), n * 4,
+                                      cudaMemcpyDeviceToHost, stream));
+    // This chunk's host rows, one copy per run of consecutive rows.
+    while (next_host < host_rows.size() && host_rows[next_host] < begin + n) {
+      size_t end = next_host + 1;
+      while (end < host_rows.size() && host_rows[end] == host_rows[end - 1] + 1 &&
+             host_rows[end] < begin + n) {
+        ++end;
+      }
       SLUICE_CUDA_CHECK(cudaMemcpyAsync(
-          logits.data() + k * V, static_cast<const float*>(logits_.data()) + host_rows[k] * V,
-          (end - k) * V * 4, cudaMemcpyDeviceToHost, stream));
-      k = end;
+          logits.data() + next_host * V,
+          static_cast<const float*>(logits_.data()) + (host_rows[next_host] - begin) * V,
+          (end - next_host) * V * 4, cudaMemcpyDeviceToHost, stream));
+      host_logit_rows_ += static_cast<int64_t>(end - next_host);
+      next_host = end;
     }
-    host_logit_rows_ += static_cast<int64_t>(host_rows.size());
-  }
+  });
   SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
   return Status::ok();
 }
@@ -649,12 +677,11 @@ Status CudaModelBase::forward_greedy(const ForwardBatch& batch, std::span<int32_
                                                 tokens.size(), batch.logit_rows.size()));
   }
   SLUICE_RETURN_IF_ERROR(run(batch));
-  auto stream = static_cast<cudaStream_t>(stream_);
-  if (num_logit_rows_ > 0) {
-    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), argmax_.data(), num_logit_rows_ * 4,
-                                      cudaMemcpyDeviceToHost, stream));
-  }
-  SLUICE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  each_head_chunk([&](int begin, int n) {
+    SLUICE_CUDA_CHECK(cudaMemcpyAsync(tokens.data() + begin, argmax_.data(), n * 4,
+                                      cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream_)));
+  });
+  SLUICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
   return Status::ok();
 }
 

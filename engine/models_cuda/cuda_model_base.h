@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string_view>
@@ -212,6 +213,8 @@ class CudaModelBase {
                        const kernels::Tensor& act, void* gu_scratch);
   // Rows logit_rows of x [T, H] f32 -> rms_norm(final_norm) -> y . embed^T -> soft-cap (when
   // the config caps) -> logits_ [R, V] f32 and argmax_ [R] i32.
+  // At most max_num_seqs rows at a time (the logits buffer): the first chunk here, the rest
+  // by the forward calls (each_head_chunk), from the tensors this call keeps.
   void enqueue_head(const StepLayout& layout, const kernels::Tensor& x,
                     const kernels::Tensor& embed, const kernels::Tensor& final_norm);
 
@@ -241,6 +244,12 @@ class CudaModelBase {
   bool is_plain_decode(const ForwardBatch& batch) const;
   // stage + enqueue (or a graph replay); logits_ and argmax_ hold the result rows.
   Status run(const ForwardBatch& batch);
+  // The head for logit rows [begin, begin + n) of the last step into logits_/argmax_ rows
+  // [0, n) (n <= max_num_seqs).
+  void enqueue_head_rows(int begin, int n);
+  // Calls body(begin, n) for each chunk of the step's logit rows (max_num_seqs at a time),
+  // logits_/argmax_ then holding that chunk; the first chunk is the one run() computed.
+  void each_head_chunk(const std::function<void(int begin, int n)>& body);
   // Keeps `mem` alive as weight storage and counts its bytes.
   void keep_weight(DeviceMemory mem);
 
@@ -257,6 +266,9 @@ class CudaModelBase {
   PinnedMemory sample_params_host_;
   DeviceMemory sample_params_dev_;
   int64_t host_logit_rows_ = 0;
+  // What enqueue_head() last ran the head on (enqueue_head_rows runs the other chunks).
+  kernels::Tensor head_x_, head_embed_, head_norm_;
+  size_t head_rows_offset_ = 0;
   size_t attn_workspace_bytes_ = 0;
   // Integer tables of one step: host staging (pinned) and its device mirror.
   PinnedMemory meta_host_;

@@ -89,6 +89,15 @@ std::vector<std::vector<std::vector<TokenId>>> run_all(Engine& engine, const std
   return out;
 }
 
+// Blocks of 16, 8 sequences and 64 tokens a step.
+EngineConfig small_config() {
+  EngineConfig ec;
+  ec.block_size = 16;
+  ec.max_num_seqs = 8;
+  ec.max_num_batched_tokens = 64;
+  return ec;
+}
+
 StatusOr<std::unique_ptr<Engine>> cuda_engine(const std::string& dir, EngineConfig ec) {
   SLUICE_ASSIGN_OR_RETURN(models::ModelFiles files, models::open_model_files(dir));
   models::cuda::CudaModelOptions o;
@@ -118,10 +127,7 @@ class CudaEngine : public ::testing::TestWithParam<std::string> {};
 TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
   SLUICE_SKIP_WITHOUT_GPU();
   const std::string dir = sluice::testing::fixture_path(GetParam());
-  EngineConfig ec;
-  ec.block_size = 16;
-  ec.max_num_seqs = 8;
-  ec.max_num_batched_tokens = 64;  // a 40-token prompt then prefills beside decodes
+  const EngineConfig ec = small_config();  // a 40-token prompt prefills beside decodes
   auto engine = cuda_engine(dir, ec);
   ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
   const int V = (*engine)->model_config().vocab_size;
@@ -171,10 +177,7 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
 TEST_P(CudaEngine, DrawsOnTheDeviceAndOnlyRowsThatNeedLogitsCrossToTheHost) {
   SLUICE_SKIP_WITHOUT_GPU();
   const std::string dir = sluice::testing::fixture_path(GetParam());
-  EngineConfig ec;
-  ec.block_size = 16;
-  ec.max_num_seqs = 8;
-  ec.max_num_batched_tokens = 64;
+  const EngineConfig ec = small_config();
   auto files = models::open_model_files(dir);
   ASSERT_TRUE(files.is_ok()) << files.status().to_string();
   models::cuda::CudaModelOptions o;
@@ -223,6 +226,19 @@ TEST_P(CudaEngine, DrawsOnTheDeviceAndOnlyRowsThatNeedLogitsCrossToTheHost) {
   // 12 rows each for logprobs and the penalty, one for the fork step (its 3 draws); the
   // forks' later tokens are drawn on the device.
   EXPECT_EQ(m->host_logit_rows(), 12 + 12 + 1);
+
+  // Prompt logprobs of an 18-token prompt (more rows than max_num_seqs 8, so the head runs
+  // in chunks): the 17 prompt rows cross, the sampling row is still drawn on the device, and
+  // with logprobs as well every row crosses.
+  Request prompt_rows = sampled(9, 10);
+  prompt_rows.sampling.prompt_logprobs = 1;
+  const auto with_prompt_rows = run_all(**engine, {prompt_rows});
+  EXPECT_EQ(with_prompt_rows[0][0], run_all(**engine, {sampled(9, 10)})[0][0])
+      << "prompt logprobs changed the draws";
+  EXPECT_EQ(m->host_logit_rows(), 12 + 12 + 1 + 17);
+  prompt_rows.sampling.logprobs = 1;
+  EXPECT_EQ(run_all(**engine, {prompt_rows})[0][0].size(), 12u);
+  EXPECT_EQ(m->host_logit_rows(), 12 + 12 + 1 + 17 + 17 + 12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaEngine,
@@ -243,10 +259,7 @@ TEST(CudaEngineMemory, EveryDeviceByteComesBack) {
   constexpr size_t kSlack = 2u << 20;
 #endif
   const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
-  EngineConfig ec;
-  ec.block_size = 16;
-  ec.max_num_seqs = 8;
-  ec.max_num_batched_tokens = 64;
+  const EngineConfig ec = small_config();
   {
     // A first engine: what a process creates once (library handles) is not the engine's.
     auto engine = cuda_engine(dir, ec);
@@ -307,10 +320,8 @@ TEST(CudaEngineMemory, AnyFreeMemoryLoadsOrIsRefusedCleanly) {
     auto files = models::open_model_files(dir);
     ASSERT_TRUE(files.is_ok()) << files.status().to_string();
     const size_t groups = models::kv_group_layouts(files->config).size();
-    EngineConfig ec;
-    ec.block_size = 16;
+    EngineConfig ec = small_config();
     ec.max_num_seqs = 4;
-    ec.max_num_batched_tokens = 64;
     // blocks empty: the pool takes what is free.
     auto load = [&](std::vector<int> blocks) -> StatusOr<std::unique_ptr<Engine>> {
       models::cuda::CudaModelOptions o;

@@ -190,6 +190,32 @@ TEST(Gemma3GpuGraphs, GraphDecodeMatchesEager) {
   });
 }
 
+// A step that wants more logit rows than max_num_seqs (prompt logprobs of a long prompt)
+// runs the head max_num_seqs rows at a time: the same logits and argmax tokens as a model
+// whose buffer holds every row at once, through forward and forward_greedy.
+TEST(Gemma3GpuHead, MoreLogitRowsThanSequencesRunInChunks) {
+  SLUICE_SKIP_WITHOUT_GPU();
+  const std::string dir = sluice::testing::fixture_path("gemma3_tiny_d256");
+  std::vector<int32_t> ids(21);
+  for (int i = 0; i < 21; ++i) ids[i] = 2 + (i * 29) % 500;
+  std::vector<std::vector<float>> logits;
+  std::vector<std::vector<int32_t>> greedy;
+  for (int seqs : {4, 32}) {
+    auto gpu = load_cuda(dir, {.max_num_tokens = 32, .max_num_seqs = seqs, .num_blocks = {8, 8}});
+    ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+    const int V = (*gpu)->config().vocab_size;
+    std::vector<float> l(21 * V);
+    ASSERT_TRUE(GpuSequence(**gpu).step(ids, 21, l).is_ok()) << "max_num_seqs " << seqs;
+    std::vector<int32_t> g(21, -1);
+    ASSERT_TRUE(GpuSequence(**gpu).step(ids, 21, {}, g).is_ok()) << "max_num_seqs " << seqs;
+    logits.push_back(std::move(l));
+    greedy.push_back(std::move(g));
+  }
+  EXPECT_LT(sluice::testing::rel_err(logits[0], logits[1]), 1e-5);
+  EXPECT_EQ(greedy[0], greedy[1]);
+  for (float v : logits[0]) ASSERT_TRUE(std::isfinite(v)) << "a row was never written";
+}
+
 // A decode graph that cannot be instantiated (the device is full) leaves its bucket eager:
 // the same tokens and logits as a model without graphs, and, under the emulator, whose
 // graphs take device memory, no graph kept.
