@@ -63,7 +63,7 @@ StatusOr<StepLogits> CudaExecutor::execute(const scheduler::StepPlan& plan,
   // Rows the executor draws from: a sequence's sampling row with a draw and nothing else
   // reading it; every other row (extra rows, rows sampled on the host) crosses to the host,
   // compacted in row order, and is renumbered in `out`.
-  std::vector<char> drawn(R, 0);
+  drawn_.assign(R, 0);
   row_params_.assign(R, kernels::cuda::SamplingRowParams{.temperature = 0.0f});
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     const int32_t r = out.row_of_sequence[i];
@@ -76,17 +76,17 @@ StatusOr<StepLogits> CudaExecutor::execute(const scheduler::StepPlan& plan,
     p.min_p = d.min_p;
     p.seed = d.seed;
     p.step = d.step;
-    drawn[r] = 1;
+    drawn_[r] = 1;
   }
   for (size_t i = 0; i < plan.sequences.size(); ++i) {  // an extra row is never drawn from
     const int32_t first = out.first_extra_row[i];
     const int32_t n = extra.empty() ? 0 : extra[i].size();
-    for (int32_t k = 0; first >= 0 && k < n; ++k) drawn[first + k] = 0;
+    for (int32_t k = 0; first >= 0 && k < n; ++k) drawn_[first + k] = 0;
   }
   host_rows_.clear();
   compact_row_.assign(R, -1);
   for (size_t r = 0; r < R; ++r) {
-    if (drawn[r]) continue;
+    if (drawn_[r]) continue;
     compact_row_[r] = static_cast<int32_t>(host_rows_.size());
     host_rows_.push_back(static_cast<int32_t>(r));
   }
@@ -97,7 +97,7 @@ StatusOr<StepLogits> CudaExecutor::execute(const scheduler::StepPlan& plan,
   out.token_of_sequence.assign(plan.sequences.size(), -1);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     int32_t& r = out.row_of_sequence[i];
-    if (r >= 0 && drawn[r]) {
+    if (r >= 0 && drawn_[r]) {
       out.token_of_sequence[i] = row_tokens_[r];
       r = -1;
     } else if (r >= 0) {

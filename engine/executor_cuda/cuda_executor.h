@@ -49,6 +49,7 @@ class CudaExecutor final : public Executor {
   std::vector<std::optional<DeviceDraw>> draws_;  // for the next execute()
   std::vector<kernels::cuda::SamplingRowParams> row_params_;
   std::vector<int32_t> row_tokens_, host_rows_, compact_row_;
+  std::vector<char> drawn_;  // [logit row] drawn on the device this step
 };
 
 // Builds the CUDA model for files that open_model_files() read: Gemma 3 or Gemma 4 by the

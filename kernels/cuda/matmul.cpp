@@ -149,12 +149,11 @@ StatusOr<DeviceBlas*> create_device_blas(int dev) {
 
 // The device's context, created on first use. With `stream` given (a launcher), creating it
 // while that stream is capturing would put cudaMalloc into a graph capture: abort instead,
-// naming the fix. A launcher that cannot create it aborts too: init_blas() at start-up is
-// where that failure is reported.
-DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
-  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return *ctx;
+// naming the fix.
+StatusOr<DeviceBlas*> find_or_create_device_blas(int dev, const cudaStream_t* stream) {
+  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return ctx;
   std::lock_guard<std::mutex> lock(g_create_mutex);
-  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return *ctx;
+  if (DeviceBlas* ctx = g_devices[dev].load(std::memory_order_acquire)) return ctx;
   if (stream != nullptr) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     const cudaError_t err = cudaStreamIsCapturing(*stream, &capture);
@@ -164,7 +163,13 @@ DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
                  "capturing",
                  dev);
   }
-  StatusOr<DeviceBlas*> ctx = create_device_blas(dev);
+  return create_device_blas(dev);
+}
+
+// For a launcher: one that cannot create the context aborts (init_blas() at start-up is
+// where that failure is reported).
+DeviceBlas& device_blas(int dev, const cudaStream_t* stream) {
+  StatusOr<DeviceBlas*> ctx = find_or_create_device_blas(dev, stream);
   SLUICE_CHECK(ctx.is_ok(), "matmul: {}", ctx.status().to_string());
   return **ctx;
 }
@@ -401,13 +406,7 @@ void run_matmul(const Tensor& out, const Tensor& a, const Tensor& w, float beta,
 
 }  // namespace
 
-Status init_blas() {
-  const int dev = current_device();
-  if (g_devices[dev].load(std::memory_order_acquire) != nullptr) return Status::ok();
-  std::lock_guard<std::mutex> lock(g_create_mutex);
-  if (g_devices[dev].load(std::memory_order_acquire) != nullptr) return Status::ok();
-  return create_device_blas(dev).status();
-}
+Status init_blas() { return find_or_create_device_blas(current_device(), nullptr).status(); }
 
 size_t blas_cached_algo_count() {
   DeviceBlas* ctx = g_devices[current_device()].load(std::memory_order_acquire);

@@ -604,12 +604,28 @@ bool capture_forbids_sync_call() {
   return any;
 }
 
+// Counts `bytes` of the emulated device's memory as taken: false (nothing counted) when they
+// do not fit its capacity. Every user of device memory goes through these two.
+bool take_device_bytes(size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_state_mutex);
+  if (g_allocated + bytes > capacity_bytes()) return false;
+  g_allocated += bytes;
+  return true;
+}
+void give_back_device_bytes(size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_state_mutex);
+  if (bytes > g_allocated) fatal("device memory given back that was never taken");
+  g_allocated -= bytes;
+}
+
 }  // namespace
 
 void hold_device_memory(int64_t bytes) {
-  std::lock_guard<std::mutex> lock(g_state_mutex);
-  if (bytes < 0 && static_cast<size_t>(-bytes) > g_allocated) fatal("released more than held");
-  g_allocated += static_cast<size_t>(bytes);
+  if (bytes >= 0) {
+    if (!take_device_bytes(static_cast<size_t>(bytes))) fatal("held more than the device has");
+  } else {
+    give_back_device_bytes(static_cast<size_t>(-bytes));
+  }
 }
 
 namespace {
@@ -901,18 +917,13 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (sluice_emu::capture_forbids_sync_call()) return fail(cudaErrorStreamCaptureUnsupported);
   const size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
-  {
-    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
-    if (sluice_emu::g_allocated + rounded > sluice_emu::capacity_bytes()) {
-      *ptr = nullptr;
-      return fail(cudaErrorMemoryAllocation);
-    }
-    sluice_emu::g_allocated += rounded;
+  if (!sluice_emu::take_device_bytes(rounded)) {
+    *ptr = nullptr;
+    return fail(cudaErrorMemoryAllocation);
   }
   void* p = std::aligned_alloc(256, rounded);
   if (p == nullptr) {
-    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
-    sluice_emu::g_allocated -= rounded;
+    sluice_emu::give_back_device_bytes(rounded);
     return fail(cudaErrorMemoryAllocation);
   }
   std::memset(p, 0xFF, rounded);
@@ -924,13 +935,15 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  size_t bytes = 0;
   {
     std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
     const auto it = sluice_emu::g_allocations.find(ptr);
     if (it == sluice_emu::g_allocations.end()) return fail(cudaErrorInvalidValue);
-    sluice_emu::g_allocated -= it->second;
+    bytes = it->second;
     sluice_emu::g_allocations.erase(it);
   }
+  sluice_emu::give_back_device_bytes(bytes);
   std::free(ptr);
   return cudaSuccess;
 }
@@ -1000,15 +1013,12 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
 
 // ---- streams and graphs ----
 
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = new CUstream_st;
-  return cudaSuccess;
-}
-
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
   *stream = new CUstream_st;
   return cudaSuccess;
 }
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   if (stream == nullptr) return fail(cudaErrorInvalidValue);
@@ -1070,13 +1080,9 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   if (graph == nullptr) return fail(cudaErrorInvalidValue);
   const size_t bytes = 256 * std::max<size_t>(graph->ops.size(), 1);
-  {
-    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
-    if (sluice_emu::g_allocated + bytes > sluice_emu::capacity_bytes()) {
-      *exec = nullptr;
-      return fail(cudaErrorMemoryAllocation);
-    }
-    sluice_emu::g_allocated += bytes;
+  if (!sluice_emu::take_device_bytes(bytes)) {
+    *exec = nullptr;
+    return fail(cudaErrorMemoryAllocation);
   }
   *exec = new CUgraphExec_st{graph->ops, bytes};
   return cudaSuccess;
@@ -1090,10 +1096,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-  if (exec != nullptr) {
-    std::lock_guard<std::mutex> lock(sluice_emu::g_state_mutex);
-    sluice_emu::g_allocated -= exec->device_bytes;
-  }
+  if (exec != nullptr) sluice_emu::give_back_device_bytes(exec->device_bytes);
   delete exec;
   return cudaSuccess;
 }
@@ -1105,15 +1108,12 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 
 // ---- events ----
 
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = new CUevent_st;
-  return cudaSuccess;
-}
-
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
   *event = new CUevent_st;
   return cudaSuccess;
 }
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete event;

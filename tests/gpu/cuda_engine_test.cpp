@@ -72,7 +72,8 @@ Request greedy_request(std::vector<TokenId> prompt, int max_tokens, int n) {
 }
 
 // Runs `requests` concurrently on `engine`; returns each request's choices' tokens.
-std::vector<std::vector<std::vector<TokenId>>> run_all(Engine& engine, const std::vector<Request>& requests) {
+std::vector<std::vector<std::vector<TokenId>>> run_all(Engine& engine,
+                                                       const std::vector<Request>& requests) {
   std::vector<std::shared_ptr<Collect>> sinks;
   for (const Request& r : requests) {
     sinks.push_back(std::make_shared<Collect>(r.n));
@@ -98,17 +99,24 @@ EngineConfig small_config() {
   return ec;
 }
 
-StatusOr<std::unique_ptr<Engine>> cuda_engine(const std::string& dir, EngineConfig ec) {
+// The engine over the CUDA model of `dir`, sized by `ec`, with `blocks` KV blocks per group
+// (0: the pool takes what is free, up to `utilization` of the device). `model_out`, when
+// given, receives a view of the model the engine owns.
+StatusOr<std::unique_ptr<Engine>> cuda_engine(
+    const std::string& dir, const EngineConfig& ec, int blocks = 96, float utilization = 0.9f,
+    const models::cuda::CudaModelBase** model_out = nullptr) {
   SLUICE_ASSIGN_OR_RETURN(models::ModelFiles files, models::open_model_files(dir));
   models::cuda::CudaModelOptions o;
   o.max_num_tokens = ec.max_num_batched_tokens;
   o.max_num_seqs = ec.max_num_seqs;
   o.block_size = ec.block_size;
-  o.num_blocks.assign(models::kv_group_layouts(files.config).size(), 96);
+  if (blocks > 0) o.num_blocks.assign(models::kv_group_layouts(files.config).size(), blocks);
+  o.gpu_memory_utilization = utilization;
   SLUICE_ASSIGN_OR_RETURN(auto model, load_cuda_model(files, o));
+  if (model_out != nullptr) *model_out = model.get();
   SLUICE_ASSIGN_OR_RETURN(auto executor, CudaExecutor::create(std::move(model)));
-  std::vector<int32_t> blocks = executor->num_blocks();
-  return Engine::create(std::unique_ptr<Executor>(std::move(executor)), blocks, ec);
+  std::vector<int32_t> pool = executor->num_blocks();
+  return Engine::create(std::unique_ptr<Executor>(std::move(executor)), pool, ec);
 }
 
 std::vector<TokenId> prompt_of(int len, int vocab, int salt) {
@@ -177,21 +185,8 @@ TEST_P(CudaEngine, BatchedGreedyMatchesOneAtATimeAndCpu) {
 TEST_P(CudaEngine, DrawsOnTheDeviceAndOnlyRowsThatNeedLogitsCrossToTheHost) {
   SLUICE_SKIP_WITHOUT_GPU();
   const std::string dir = sluice::testing::fixture_path(GetParam());
-  const EngineConfig ec = small_config();
-  auto files = models::open_model_files(dir);
-  ASSERT_TRUE(files.is_ok()) << files.status().to_string();
-  models::cuda::CudaModelOptions o;
-  o.max_num_tokens = ec.max_num_batched_tokens;
-  o.max_num_seqs = ec.max_num_seqs;
-  o.block_size = ec.block_size;
-  o.num_blocks.assign(models::kv_group_layouts(files->config).size(), 96);
-  auto model = load_cuda_model(*files, o);
-  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
-  const models::cuda::CudaModelBase* m = model->get();
-  auto executor = CudaExecutor::create(std::move(*model));
-  ASSERT_TRUE(executor.is_ok());
-  const std::vector<int32_t> blocks = (*executor)->num_blocks();
-  auto engine = Engine::create(std::unique_ptr<Executor>(std::move(*executor)), blocks, ec);
+  const models::cuda::CudaModelBase* m = nullptr;
+  auto engine = cuda_engine(dir, small_config(), 96, 0.9f, &m);
   ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
   const int V = (*engine)->model_config().vocab_size;
 
@@ -203,8 +198,9 @@ TEST_P(CudaEngine, DrawsOnTheDeviceAndOnlyRowsThatNeedLogitsCrossToTheHost) {
     r.sampling.seed = seed;
     return r;
   };
-  const auto batched = run_all(**engine, {greedy_request(prompt_of(20, V, 1), 12, 1),
-                                          sampled(5, 1234), greedy_request(prompt_of(9, V, 2), 12, 1)});
+  const auto batched =
+      run_all(**engine, {greedy_request(prompt_of(20, V, 1), 12, 1), sampled(5, 1234),
+                         greedy_request(prompt_of(9, V, 2), 12, 1)});
   EXPECT_EQ(m->host_logit_rows(), 0) << "rows drawn on the device crossed to the host";
   ASSERT_EQ(batched[1][0].size(), 12u);
   const auto alone = run_all(**engine, {sampled(5, 1234)});
@@ -317,24 +313,10 @@ TEST(CudaEngineMemory, AnyFreeMemoryLoadsOrIsRefusedCleanly) {
   for (const std::string name : {"gemma3_tiny_d256", "gemma4_e2b_realdims"}) {
     SCOPED_TRACE(name);
     const std::string dir = sluice::testing::fixture_path(name);
-    auto files = models::open_model_files(dir);
-    ASSERT_TRUE(files.is_ok()) << files.status().to_string();
-    const size_t groups = models::kv_group_layouts(files->config).size();
     EngineConfig ec = small_config();
     ec.max_num_seqs = 4;
-    // blocks empty: the pool takes what is free.
-    auto load = [&](std::vector<int> blocks) -> StatusOr<std::unique_ptr<Engine>> {
-      models::cuda::CudaModelOptions o;
-      o.max_num_tokens = ec.max_num_batched_tokens;
-      o.max_num_seqs = ec.max_num_seqs;
-      o.block_size = ec.block_size;
-      o.num_blocks = std::move(blocks);
-      o.gpu_memory_utilization = 1.0f;
-      SLUICE_ASSIGN_OR_RETURN(auto model, load_cuda_model(*files, o));
-      SLUICE_ASSIGN_OR_RETURN(auto executor, CudaExecutor::create(std::move(model)));
-      std::vector<int32_t> num_blocks = executor->num_blocks();
-      return Engine::create(std::unique_ptr<Executor>(std::move(executor)), num_blocks, ec);
-    };
+    // blocks 0: the pool takes what is free.
+    auto load = [&](int blocks) { return cuda_engine(dir, ec, blocks, 1.0f); };
     // What a small pool needs: the weights, scratch and 24 blocks a group (the process's
     // cuBLASLt workspace exists before, as it does once any model has loaded).
     ASSERT_TRUE(kernels::cuda::init_blas().is_ok());
@@ -342,20 +324,20 @@ TEST(CudaEngineMemory, AnyFreeMemoryLoadsOrIsRefusedCleanly) {
     size_t need = 0;
     int V = 0;
     {
-      auto engine = load(std::vector<int>(groups, 24));
+      auto engine = load(24);
       ASSERT_TRUE(engine.is_ok()) << engine.status().to_string();
       V = (*engine)->model_config().vocab_size;
       run_all(**engine, {greedy_request(prompt_of(20, V, 1), 4, 1)});
       need = device_bytes_used() - base;
     }
     int loaded = 0, refused = 0;
-    for (const double f : {0.0, 1.0 / 64, 1.0 / 32, 1.0 / 16, 1.0 / 8, 3.0 / 16, 1.0 / 4,
-                           3.0 / 8, 1.0 / 2, 3.0 / 4, 1.0, 1.5, 3.0}) {
+    for (const double f : {0.0, 1.0 / 64, 1.0 / 32, 1.0 / 16, 1.0 / 8, 3.0 / 16, 1.0 / 4, 3.0 / 8,
+                           1.0 / 2, 3.0 / 4, 1.0, 1.5, 3.0}) {
       const size_t leave = static_cast<size_t>(f * static_cast<double>(need));
       {
         Ballast ballast(leave);
         const size_t held = device_bytes_used();
-        auto engine = load({});
+        auto engine = load(0);
         if (engine.is_ok()) {
           ++loaded;
           const auto out = run_all(**engine, {greedy_request(prompt_of(20, V, 1), 6, 2),
